@@ -1,0 +1,3 @@
+"""attnbench: context modules for semantic segmentation, trained and costed side by side."""
+
+__version__ = "0.1.0"

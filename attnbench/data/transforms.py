@@ -1,0 +1,111 @@
+"""Joint image/label transforms for segmentation, on torch tensors (no torchvision).
+
+Every random draw uses torch's global generator, so a DataLoader's per-worker seeding
+(base seed + worker id) makes an epoch's augmentation reproducible, and with
+`num_workers=0` the training loop's `torch.manual_seed` does the same.
+
+Images enter as float32 (3, H, W) in [0, 1] and labels as int64 (H, W); 255 = ignore.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IGNORE_INDEX = 255
+
+
+def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (H, W, 3) image and integer (H, W) label -> float (3, H, W) in [0, 1], int64 (H, W)."""
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64, copy=False))
+    return img, lab
+
+
+class SegTransform:
+    """Normalise, then optionally random-scale, pad, random-crop and flip.
+
+    Normalising first means padding with 0 is padding with the image mean, and the
+    bilinear resize commutes with the (affine) normalisation, so the order is harmless.
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int | None = None,
+        scale_range: tuple[float, float] | None = None,
+        flip: bool = False,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        if crop_size is not None and crop_size < 1:
+            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
+        if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+        self.crop_size = crop_size
+        self.scale_range = scale_range
+        self.flip = flip
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.ignore_index = ignore_index
+
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        image = (image - self.mean) / self.std  # (3, H, W)
+        if self.scale_range is not None:
+            image, label = self._rescale(image, label)
+        if self.crop_size is not None:
+            image, label = self._pad_and_crop(image, label)
+        if self.flip and torch.rand(()) < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        return image.contiguous(), label.contiguous()
+
+    def _rescale(
+        self, image: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        low, high = self.scale_range  # type: ignore[misc]
+        scale = low + (high - low) * float(torch.rand(()))
+        h, w = label.shape
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if size == (h, w):
+            return image, label
+        # antialias only matters when shrinking; it keeps thin structures from aliasing.
+        image = F.interpolate(
+            image[None], size=size, mode="bilinear", align_corners=False, antialias=scale < 1
+        )[0]
+        label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        return image, label
+
+    def _pad_and_crop(
+        self, image: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.crop_size
+        assert size is not None
+        h, w = label.shape
+        pad_h, pad_w = max(0, size - h), max(0, size - w)
+        if pad_h or pad_w:
+            # Pad bottom/right, as the reference recipe does; the label is ignored there.
+            image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+            label = F.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_index)
+            h, w = label.shape
+        top = int(torch.randint(0, h - size + 1, ()))
+        left = int(torch.randint(0, w - size + 1, ()))
+        return (
+            image[:, top : top + size, left : left + size],
+            label[top : top + size, left : left + size],
+        )
+
+
+def train_transform(crop_size: int, scale_range: tuple[float, float]) -> SegTransform:
+    """The reference training augmentation: random scale, pad/crop to a square, flip."""
+    return SegTransform(crop_size=crop_size, scale_range=tuple(scale_range), flip=True)
+
+
+def eval_transform() -> SegTransform:
+    """Whole-image evaluation: normalisation only."""
+    return SegTransform()

@@ -1,0 +1,5 @@
+"""PLACEHOLDER, being written by a helper: replace this whole file."""
+
+from .identity import Identity as DoubleAttention
+
+__all__ = ["DoubleAttention"]
