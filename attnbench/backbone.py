@@ -40,9 +40,7 @@ NormLayer = Callable[[int], nn.Module]
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
     # padding = dilation keeps the size at stride 1 and gives ceil(H / 2) at stride 2.
-    return nn.Conv2d(
-        cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
-    )
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
 def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -204,9 +202,7 @@ class ResNet(nn.Module):
         out = planes * block.expansion
         downsample = None
         if stride != 1 or self._inplanes != out:
-            downsample = nn.Sequential(
-                _conv1x1(self._inplanes, out, stride), self._norm_layer(out)
-            )
+            downsample = nn.Sequential(_conv1x1(self._inplanes, out, stride), self._norm_layer(out))
         # The first block keeps the previous dilation; see the module docstring.
         layers = [
             block(self._inplanes, planes, stride, previous_dilation, downsample, self._norm_layer)
@@ -226,10 +222,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.deep_stem:
-            x = self.stem(img)
-        else:
-            x = self.relu(self.bn1(self.conv1(img)))
+        x = self.stem(img) if self.deep_stem else self.relu(self.bn1(self.conv1(img)))
         x = self.maxpool(x)  # (B, w, H/4, W/4)
         x = self.layer1(x)
         x = self.layer2(x)  # (B, 2w*e, H/8, W/8)
@@ -276,9 +269,7 @@ def load_torchvision_checkpoint(model: ResNet, path: str | Path) -> int:
         )
     state = {k: v for k, v in loaded.items() if not k.startswith("fc.")}
     expected = model.state_dict()
-    missing = [
-        k for k in expected if k not in state and not k.endswith(".num_batches_tracked")
-    ]
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [
         f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -303,9 +294,7 @@ def load_torchvision_checkpoint(model: ResNet, path: str | Path) -> int:
             hint = f"; is the checkpoint a ResNet-{model.depth} of width {model.width}?"
         raise UserError(
             f"checkpoint {path} does not fit ResNet-{model.depth} "
-            f"(width {model.width}, deep_stem {model.deep_stem}): "
-            + "; ".join(problems)
-            + hint
+            f"(width {model.width}, deep_stem {model.deep_stem}): " + "; ".join(problems) + hint
         )
     model.load_state_dict(state, strict=True)
     return len(state)

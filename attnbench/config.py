@@ -296,8 +296,8 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     low, high = cfg.data.scale_range
     if not 0 < low <= high:
         raise ConfigError(f"{where}: data.scale_range: expected 0 < low <= high, got {low}, {high}")
-    if cfg.data.dataset == "voc" and not cfg.data.root:
-        raise ConfigError(f"{where}: data.root: the voc dataset needs a root folder")
+    if cfg.data.dataset == "voc":
+        _validate_voc_root(cfg.data.root, where)
     if cfg.model.backbone.pretrained and not Path(cfg.model.backbone.pretrained).is_file():
         raise ConfigError(
             f"{where}: model.backbone.pretrained: no such checkpoint file "
@@ -335,3 +335,14 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: {key}.params: {err}") from None
         if spec.seeds is not None and not spec.seeds:
             raise ConfigError(f"{where}: {key}.seeds: expected at least one seed")
+
+
+def _validate_voc_root(root: str | None, where: str) -> None:
+    if not root:
+        raise ConfigError(f"{where}: data.root: the voc dataset needs a root folder")
+    if not Path(root).is_dir():
+        raise ConfigError(
+            f"{where}: data.root: no VOC data at {root!r}; expected "
+            f"{root}/VOCdevkit/VOC2012/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}}; "
+            f"get it with: python -m attnbench data voc --root {root}"
+        )
