@@ -1,5 +1,106 @@
-"""PLACEHOLDER, being written by a helper: replace this whole file."""
+"""Double attention block (A^2 block).
 
-from .identity import Identity as DoubleAttention
+Paper: "A^2-Nets: Double Attention Networks", Chen, Kalantidis, Li, Yan, Feng
+(arXiv 1810.11579).
 
-__all__ = ["DoubleAttention"]
+    A = phi(x)   : 1x1 C -> c_m            (B, c_m, N)
+    B = theta(x) : 1x1 C -> c_n            (B, c_n, N)
+    V = rho(x)   : 1x1 C -> c_n            (B, c_n, N)
+    gather      G = A softmax_N(B)^T        (B, c_m, c_n), each column a weighted mean over N
+    distribute  Z = G softmax_{c_n}(V)      (B, c_m, N)
+    out = x + W(Z),  W: 1x1 c_m -> C, weight and bias initialised to 0
+
+Defaults: c_m = c_n = C // 4 (at least 1), gather="softmax".
+
+gather="responsibility" replaces softmax_N(B) by R / (eps + sum_N R) with
+R = softmax_{c_n}(B), eps = 1e-6: the normalisation of one EM step, under which
+the gather equals the M-step of EM attention (see attnbench/equivalence.py).
+The eps is the one the EMA unit uses, so the two agree to rounding.
+
+Public extra: `context(x)` returns Z as (B, c_m, H, W), the block before W and
+the residual.
+
+MACs for one sample, N = H*W:
+    N*C*(c_m + 2*c_n) (phi, theta, rho) + 2*N*c_m*c_n (gather, distribute) + N*c_m*C (W)
+Softmax and the residual sum are lower order and not counted.
+
+Deviations: no official PyTorch code exists; this follows the paper's
+equations. The softmax of the gather runs over positions, per sample and per
+channel of B (several public copies normalise over channels or the batch).
+W is zero-initialised (the paper does not say) so the block is the identity
+at initialisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+GATHER_MODES = ("softmax", "responsibility")
+
+
+class DoubleAttention(nn.Module):
+    """A^2 block: gather global descriptors, distribute them back: (B, C, H, W) -> same."""
+
+    FROZEN: tuple[str, ...] = ()
+    EPS = 1e-6
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        c_m: int | None = None,
+        c_n: int | None = None,
+        gather: str = "softmax",
+    ) -> None:
+        super().__init__()
+        if gather not in GATHER_MODES:
+            raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
+        self.channels = channels
+        self.c_m = c_m if c_m is not None else max(channels // 4, 1)
+        self.c_n = c_n if c_n is not None else max(channels // 4, 1)
+        self.gather = gather
+        self.phi = nn.Conv2d(channels, self.c_m, 1)
+        self.theta = nn.Conv2d(channels, self.c_n, 1)
+        self.rho = nn.Conv2d(channels, self.c_n, 1)
+        self.out_conv = nn.Conv2d(self.c_m, channels, 1)
+        nn.init.zeros_(self.out_conv.weight)
+        nn.init.zeros_(self.out_conv.bias)
+
+    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a = self.phi(x).flatten(2)  # (B, c_m, N)
+        b = self.theta(x).flatten(2)  # (B, c_n, N)
+        if self.gather == "softmax":
+            g_map = torch.softmax(b, dim=2)  # (B, c_n, N), sums to 1 over positions
+        else:
+            r = torch.softmax(b, dim=1)  # (B, c_n, N), sums to 1 over descriptors
+            g_map = r / (self.EPS + r.sum(dim=2, keepdim=True))
+        d_map = torch.softmax(self.rho(x).flatten(2), dim=1)  # (B, c_n, N)
+        return a, g_map, d_map
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """Z = G softmax_{c_n}(V) as (B, c_m, H, W): the block before W and the residual."""
+        bsz, _, h, w = x.shape
+        a, g_map, d_map = self._maps(x)
+        g = a @ g_map.transpose(1, 2)  # (B, c_m, c_n)
+        z = g @ d_map  # (B, c_m, N)
+        return z.reshape(bsz, self.c_m, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out_conv(self.context(x))
+
+    def macs(self, height: int, width: int) -> int:
+        n, c = height * width, self.channels
+        return n * c * (self.c_m + 2 * self.c_n) + 2 * n * self.c_m * self.c_n + n * self.c_m * c
+
+    @torch.no_grad()
+    def attention_maps(
+        self, x: torch.Tensor, query: tuple[int, int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{"gather": (B, c_n, H, W), "distribute": (B, c_n, H, W)}; query is not used."""
+        bsz, _, h, w = x.shape
+        _, g_map, d_map = self._maps(x)
+        return {
+            "gather": g_map.reshape(bsz, self.c_n, h, w),
+            "distribute": d_map.reshape(bsz, self.c_n, h, w),
+        }

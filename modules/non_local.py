@@ -1,5 +1,123 @@
-"""PLACEHOLDER, being written by a helper: replace this whole file."""
+"""Non-local block, embedded-Gaussian form.
 
-from .identity import Identity as NonLocal
+Paper: "Non-local Neural Networks", Wang, Girshick, Gupta, He (arXiv 1711.07971).
 
-__all__ = ["NonLocal"]
+    theta, phi, g : 1x1 convs C -> Ci, Ci = C // reduction (at least 1)
+    a_ij = softmax_j(s * theta_i . phi_j),   s = Ci^-0.5 if use_scale else 1
+    y_i  = sum_j a_ij g_j
+    out  = x + BN(W_z y),   W_z: 1x1 Ci -> C without bias, BN gamma initialised to 0
+
+Defaults: reduction=2, use_scale=True, sub_sample=False, use_sdpa=False.
+
+sub_sample applies a 2x2 max-pool with stride 2 to phi(x) and g(x) (the keys and
+values). The pool uses ceil_mode, so an odd last row or column forms its own
+window and sides of length 1 work: Nk = ceil(H/2) * ceil(W/2) keys.
+
+use_sdpa switches between two implementations of one function: an explicit
+N x Nk attention matrix, or torch.nn.functional.scaled_dot_product_attention
+(O(N) memory on kernels that support it). The scale is always passed to SDPA
+explicitly, so use_scale=False means scale 1.0 there as well.
+
+MACs for one sample, N = H*W, Nk = N (or ceil(H/2)*ceil(W/2) with sub_sample):
+    3*N*C*Ci (theta, phi, g; the pool follows the convs) + 2*N*Nk*Ci (theta^T phi, a g)
+    + N*Ci*C (W_z)
+The max-pool, softmax and BN are lower order and not counted.
+
+Deviations from the official code (Caffe2 video-nonlocal-net) and from mmcv's
+NonLocal2d:
+- use_scale defaults to True (mmcv's default); the original has no scale.
+- the sub-sampling pool uses ceil_mode (mmcv pools with floor mode, which drops
+  an odd last row/column and fails on a side of length 1).
+- the block ends with BN whose gamma starts at 0 (the paper's zero-init
+  variant), so the block is the identity at initialisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NonLocal(nn.Module):
+    """Embedded-Gaussian non-local block: (B, C, H, W) -> (B, C, H, W)."""
+
+    FROZEN: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: int = 2,
+        use_scale: bool = True,
+        sub_sample: bool = False,
+        use_sdpa: bool = False,
+    ) -> None:
+        super().__init__()
+        if reduction < 1:
+            raise ValueError(f"reduction must be >= 1, got {reduction}")
+        self.channels = channels
+        self.inter_channels = max(channels // reduction, 1)
+        self.use_scale = use_scale
+        self.sub_sample = sub_sample
+        self.use_sdpa = use_sdpa
+        ci = self.inter_channels
+        self.theta = nn.Conv2d(channels, ci, 1)
+        self.phi = nn.Conv2d(channels, ci, 1)
+        self.g = nn.Conv2d(channels, ci, 1)
+        self.out_conv = nn.Conv2d(ci, channels, 1, bias=False)
+        self.out_bn = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.out_bn.weight)
+
+    @property
+    def scale(self) -> float:
+        return self.inter_channels**-0.5 if self.use_scale else 1.0
+
+    def _pool(self, t: torch.Tensor) -> torch.Tensor:
+        if not self.sub_sample:
+            return t
+        return F.max_pool2d(t, kernel_size=2, stride=2, ceil_mode=True)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, Ci)
+        k = self._pool(self.phi(x)).flatten(2).transpose(1, 2)  # (B, Nk, Ci)
+        v = self._pool(self.g(x)).flatten(2).transpose(1, 2)  # (B, Nk, Ci)
+        return q, k, v
+
+    def _weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1)  # (B, N, Nk)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        q, k, v = self._qkv(x)
+        if self.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, N, Ci)
+        else:
+            y = self._weights(q, k) @ v  # (B, N, Ci)
+        y = y.transpose(1, 2).reshape(b, self.inter_channels, h, w)
+        return x + self.out_bn(self.out_conv(y))
+
+    def macs(self, height: int, width: int) -> int:
+        n = height * width
+        nk = -(-height // 2) * -(-width // 2) if self.sub_sample else n
+        c, ci = self.channels, self.inter_channels
+        return 3 * n * c * ci + 2 * n * nk * ci + n * ci * c
+
+    @torch.no_grad()
+    def attention_maps(
+        self, x: torch.Tensor, query: tuple[int, int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{"attention": (B, 1, H, W)}: the query pixel's weights over all positions.
+
+        With sub_sample each pixel shows the weight of the pooled key whose 2x2
+        window covers it (so the map sums to more than 1). No state changes.
+        """
+        b, _, h, w = x.shape
+        row, col = query if query is not None else (h // 2, w // 2)
+        q, k, _ = self._qkv(x)
+        a = self._weights(q[:, row * w + col : row * w + col + 1], k)  # (B, 1, Nk)
+        if not self.sub_sample:
+            return {"attention": a.reshape(b, 1, h, w)}
+        hk, wk = -(-h // 2), -(-w // 2)
+        a = a.reshape(b, 1, hk, wk).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        return {"attention": a[:, :, :h, :w]}
