@@ -1,0 +1,370 @@
+"""Data sets: the synthetic task, transforms, VOC reading, SBD .mat reading, trainaug."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attnbench.data import build_dataset, dataset_info
+from attnbench.data.mat5 import MatFileError, loadmat
+from attnbench.data.synthetic import CLASS_NAMES, SyntheticShapes
+from attnbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SegTransform
+from attnbench.data.voc import (
+    VOCSegmentation,
+    build_trainaug,
+    read_label,
+    save_label_png,
+    voc_palette,
+)
+from attnbench.errors import UserError
+
+
+def data_cfg(**kw):
+    base = dict(
+        dataset="synthetic",
+        root=None,
+        train_split="train",
+        val_split="val",
+        crop_size=16,
+        scale_range=(0.5, 2.0),
+        num_workers=0,
+        image_size=48,
+        train_size=8,
+        val_size=4,
+        data_seed=0,
+    )
+    return SimpleNamespace(**(base | kw))
+
+
+# -- synthetic -------------------------------------------------------------------------
+
+
+def test_synthetic_is_deterministic_and_split_dependent():
+    a, b = SyntheticShapes("train", size=4), SyntheticShapes("train", size=4)
+    for i in range(4):
+        (ia, la, _), (ib, lb, _) = a.sample(i), b.sample(i)
+        assert np.array_equal(ia, ib) and np.array_equal(la, lb)
+    val = SyntheticShapes("val", size=4)
+    other_seed = SyntheticShapes("train", size=4, data_seed=1)
+    assert not np.array_equal(a.sample(0)[0], val.sample(0)[0])
+    assert not np.array_equal(a.sample(0)[0], other_seed.sample(0)[0])
+
+
+def test_synthetic_labels_follow_the_pairing_rule():
+    ds = SyntheticShapes("train", size=60, image_size=64)
+    for i in range(len(ds)):
+        image, label, shapes = ds.sample(i)
+        assert image.shape == (3, 64, 64) and image.dtype == np.float32
+        assert image.min() >= 0.0 and image.max() <= 1.0
+        assert 2 <= len(shapes) <= 4
+        kinds = [s.kind for s in shapes]
+        for s in shapes:
+            assert s.alone == (kinds.count(s.kind) == 1)
+            assert s.label in np.unique(label)  # every shape is visible
+        for p in shapes:
+            for q in shapes:
+                if p is not q and p.kind == q.kind:
+                    # same-kind shapes are far apart: the cue is never local
+                    assert np.hypot(p.cy - q.cy, p.cx - q.cx) >= 0.8 * 0.45 * 64
+        assert set(np.unique(label)) <= set(range(len(CLASS_NAMES)))
+
+
+def test_synthetic_classes_are_balanced_between_paired_and_alone():
+    ds = SyntheticShapes("train", size=200, image_size=48)
+    counts = np.zeros(7)
+    for i in range(len(ds)):
+        counts += np.bincount(ds.sample(i)[1].ravel(), minlength=7)
+    paired, alone = counts[[1, 3, 5]].sum(), counts[[2, 4, 6]].sum()
+    assert 0.4 < alone / (paired + alone) < 0.6
+    assert (counts[1:] > 0).all()
+
+
+def test_synthetic_items_and_flip_follow_torch_seed():
+    ds = build_dataset(data_cfg(), "train", train=True)
+    assert len(ds) == 8
+    torch.manual_seed(3)
+    first = [ds[i] for i in range(8)]
+    torch.manual_seed(3)
+    second = [ds[i] for i in range(8)]
+    for (x1, y1), (x2, y2) in zip(first, second, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+        assert x1.shape == (3, 48, 48) and x1.dtype == torch.float32
+        assert y1.shape == (48, 48) and y1.dtype == torch.int64
+    plain = build_dataset(data_cfg(), "train", train=False)
+    flipped = [torch.equal(x, plain[i][0].flip(-1)) for i, (x, _) in enumerate(first)]
+    unflipped = [torch.equal(x, plain[i][0]) for i, (x, _) in enumerate(first)]
+    assert all(f or u for f, u in zip(flipped, unflipped, strict=True))
+    assert any(flipped) and any(unflipped)
+
+
+def test_synthetic_dataloader_workers_are_reproducible():
+    ds = build_dataset(data_cfg(), "train", train=True)
+
+    def epoch():
+        loader = torch.utils.data.DataLoader(
+            ds,
+            batch_size=4,
+            shuffle=True,
+            num_workers=2,
+            generator=torch.Generator().manual_seed(7),
+        )
+        return [batch for batch in loader]
+
+    for (x1, y1), (x2, y2) in zip(epoch(), epoch(), strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_dataset_info_and_bad_config():
+    info = dataset_info(data_cfg())
+    assert info.num_classes == 7 and info.class_names[0] == "background"
+    voc = dataset_info(data_cfg(dataset="voc"))
+    assert voc.num_classes == 21 and voc.class_names[15] == "person"
+    with pytest.raises(UserError, match="synthetic, voc"):
+        dataset_info(data_cfg(dataset="cityscapes"))
+    with pytest.raises(UserError, match=r"data\.root"):
+        build_dataset(data_cfg(dataset="voc"), "train", train=True)
+    with pytest.raises(UserError, match="split"):
+        build_dataset(data_cfg(), "test", train=False)
+    val = build_dataset(data_cfg(), "val", train=False)
+    assert len(val) == 4
+
+
+# -- transforms ------------------------------------------------------------------------
+
+
+def test_train_transform_scales_pads_and_crops():
+    torch.manual_seed(0)
+    image = torch.rand(3, 10, 12)
+    label = torch.randint(0, 5, (10, 12))
+    t = SegTransform(crop_size=32, scale_range=(0.5, 1.5), flip=True)
+    for _ in range(5):
+        x, y = t(image, label)
+        assert x.shape == (3, 32, 32) and y.shape == (32, 32) and y.dtype == torch.int64
+        pad = y == 255  # the image is smaller than the crop: padding is ignored
+        assert pad.any() and (x[:, pad] == 0).all()  # 0 after normalising = the mean
+        assert set(y[~pad].unique().tolist()) <= set(range(5))
+
+
+def test_eval_transform_normalises_only():
+    image, label = torch.rand(3, 7, 9), torch.randint(0, 3, (7, 9))
+    x, y = SegTransform()(image, label)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(x * std + mean, image, atol=1e-6) and torch.equal(y, label)
+
+
+# -- MAT-file reader -------------------------------------------------------------------
+
+MI = {"i1": 1, "u1": 2, "i4": 5, "u4": 6, "f8": 9, "u2": 4}
+MX = {"cell": 1, "struct": 2, "char": 4, "sparse": 5, "f8": 6, "u1": 9}
+
+
+def _element(e: str, mi_type: int, data: bytes, small: bool = True) -> bytes:
+    if small and len(data) <= 4:
+        return struct.pack(e + "I", (len(data) << 16) | mi_type) + data.ljust(4, b"\0")
+    return struct.pack(e + "II", mi_type, len(data)) + data + b"\0" * (-len(data) % 8)
+
+
+def _matrix(e: str, value, name: str = "") -> bytes:
+    """A miMATRIX element for ndarray (u1/f8), dict (1x1 struct), list (cell), str, 'sparse'."""
+    if isinstance(value, np.ndarray):
+        cls, dims = MX[value.dtype.str[1:]], value.shape
+        data = value.astype(e + value.dtype.str[1:]).tobytes(order="F")
+        tail = _element(e, MI[value.dtype.str[1:]], data)
+    elif isinstance(value, dict):
+        cls, dims, width = MX["struct"], (1, 1), 32
+        names = b"".join(k.encode().ljust(width, b"\0") for k in value)
+        tail = _element(e, MI["i4"], struct.pack(e + "i", width)) + _element(e, MI["i1"], names)
+        tail += b"".join(_matrix(e, v) for v in value.values())
+    elif isinstance(value, list):
+        cls, dims = MX["cell"], (len(value), 1)
+        tail = b"".join(_matrix(e, v) for v in value)
+    elif value == "sparse":  # a 3x3 logical sparse matrix with one entry: only skipped
+        cls, dims = MX["sparse"] | 0x0200, (3, 3)
+        tail = _element(e, MI["i4"], struct.pack(e + "i", 1))
+        tail += _element(e, MI["i4"], struct.pack(e + "4i", 0, 1, 1, 1))
+        tail += _element(e, MI["u1"], b"\x01")
+    else:
+        cls, dims = MX["char"], (1, len(value))
+        tail = _element(e, MI["u2"], np.array([ord(c) for c in value], e + "u2").tobytes())
+    body = _element(e, MI["u4"], struct.pack(e + "II", cls, 0))
+    body += _element(e, MI["i4"], struct.pack(e + f"{len(dims)}i", *dims))
+    body += _element(e, MI["i1"], name.encode())
+    return _element(e, 14, body + tail, small=False)
+
+
+def write_mat(path: Path, variables: dict, *, compress: bool = True, endian: str = "<") -> None:
+    """A level-5 MAT-file with the given variables, written byte by byte (no scipy)."""
+    header = b"MATLAB 5.0 MAT-file, written by attnbench tests".ljust(116, b" ")
+    header += b"\0" * 8 + struct.pack(endian + "H", 0x0100) + (b"IM" if endian == "<" else b"MI")
+    out = header
+    for name, value in variables.items():
+        element = _matrix(endian, value, name)
+        if compress:
+            packed = zlib.compress(element)
+            element = struct.pack(endian + "II", 15, len(packed)) + packed
+        out += element
+    path.write_bytes(out)
+
+
+def sbd_gt(segmentation: np.ndarray) -> dict:
+    present = np.unique(segmentation[segmentation > 0]).astype(np.float64).reshape(-1, 1)
+    return {
+        "Boundaries": ["sparse", "sparse"],
+        "Segmentation": segmentation.astype(np.uint8),
+        "CategoriesPresent": present,
+    }
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_mat_reader_reads_sbd_struct(tmp_path, compress, endian):
+    seg = np.arange(20 * 24, dtype=np.int64).reshape(20, 24) % 21
+    path = tmp_path / "x.mat"
+    write_mat(path, {"GTcls": sbd_gt(seg), "note": "hi"}, compress=compress, endian=endian)
+    out = loadmat(path)
+    gt = out["GTcls"]
+    assert gt["Segmentation"].dtype == np.uint8 and np.array_equal(gt["Segmentation"], seg)
+    assert gt["CategoriesPresent"].shape == (20, 1)
+    assert list(gt["Boundaries"].ravel()) == [None, None]
+    assert out["note"] == "hi"
+
+
+def test_mat_reader_matches_scipy_writer(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    seg = np.random.default_rng(0).integers(0, 21, (9, 7)).astype(np.uint8)
+    path = tmp_path / "s.mat"
+    scipy_io.savemat(path, {"GTcls": {"Segmentation": seg, "X": np.eye(2)}}, do_compression=True)
+    gt = loadmat(path)["GTcls"]
+    assert np.array_equal(gt["Segmentation"], seg) and np.array_equal(gt["X"], np.eye(2))
+
+
+def test_mat_reader_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.mat"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 200)
+    with pytest.raises(MatFileError, match="HDF5"):
+        loadmat(bad)
+    bad.write_bytes(b"x" * 200)
+    with pytest.raises(MatFileError, match="endian"):
+        loadmat(bad)
+
+
+# -- VOC -------------------------------------------------------------------------------
+
+H, W = 20, 24
+
+
+def _label(seed: int) -> np.ndarray:
+    label = np.zeros((H, W), np.uint8)
+    label[4:16, 5 + seed % 5 : 18] = 1 + seed % 20
+    label[3, 4:19] = 255  # VOC's ignored object borders
+    return label
+
+
+def _jpeg(path: Path, seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+
+
+def make_voc(root: Path, train: list[str], val: list[str]) -> Path:
+    """A tiny VOCdevkit/VOC2012 tree; returns the VOC2012 folder."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(train + val):
+        _jpeg(voc / "JPEGImages" / f"{name}.jpg", i)
+        save_label_png(_label(i), voc / "SegmentationClass" / f"{name}.png")
+    sets = voc / "ImageSets" / "Segmentation"
+    for split, ids in (("train", train), ("val", val), ("trainval", train + val)):
+        (sets / f"{split}.txt").write_text("".join(f"{n}\n" for n in ids))
+    return voc
+
+
+def make_sbd(root: Path, train: list[str], val: list[str], jpeg_dir: Path | None = None) -> Path:
+    """A tiny benchmark_RELEASE/dataset tree with generated cls/*.mat; returns dataset/."""
+    sbd = root / "benchmark_RELEASE" / "dataset"
+    (sbd / "img").mkdir(parents=True, exist_ok=True)
+    (sbd / "cls").mkdir(exist_ok=True)
+    for i, name in enumerate(train + val):
+        _jpeg(sbd / "img" / f"{name}.jpg", 100 + i)
+        seg = np.zeros((H, W), np.uint8)
+        seg[2:12, 3:9] = 1 + (7 * i) % 20  # SBD labels: class ids, no 255
+        write_mat(sbd / "cls" / f"{name}.mat", {"GTcls": sbd_gt(seg)}, compress=i % 2 == 0)
+    (sbd / "train.txt").write_text("".join(f"{n}\n" for n in train))
+    (sbd / "val.txt").write_text("".join(f"{n}\n" for n in val))
+    return sbd
+
+
+VOC_TRAIN, VOC_VAL = ["2007_000032", "2007_000039"], ["2007_000033", "2007_000042"]
+SBD_TRAIN, SBD_VAL = ["2007_000039", "2007_000033", "2008_000002"], ["2008_000003"]
+
+
+def test_voc_dataset_reads_images_and_palette_labels(tmp_path):
+    make_voc(tmp_path, VOC_TRAIN, VOC_VAL)
+    for root in (tmp_path, tmp_path / "VOCdevkit" / "VOC2012"):  # either root form works
+        ds = VOCSegmentation(root, "val")
+        assert len(ds) == 2
+        image, label = ds[0]
+        assert image.shape == (3, H, W) and image.dtype == torch.float32
+        assert torch.equal(label, torch.from_numpy(_label(2).astype(np.int64)))
+    cfg = data_cfg(dataset="voc", root=str(tmp_path), crop_size=16)
+    torch.manual_seed(0)
+    x, y = build_dataset(cfg, "train", train=True)[1]
+    assert x.shape == (3, 16, 16) and y.shape == (16, 16)
+    x, y = build_dataset(cfg, "val", train=False)[1]
+    assert x.shape == (3, H, W) and (y == 255).sum() == 15
+
+
+def test_voc_label_reader_accepts_rgb_renderings(tmp_path):
+    label = _label(3)
+    rgb = voc_palette()[label]
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert np.array_equal(read_label(tmp_path / "rgb.png"), label)
+
+
+def test_voc_errors_name_the_file_and_layout(tmp_path):
+    with pytest.raises(UserError, match=r"no Pascal VOC.*python -m attnbench data voc --root"):
+        VOCSegmentation(tmp_path, "train")
+    voc = make_voc(tmp_path, VOC_TRAIN, VOC_VAL)
+    with pytest.raises(UserError, match=r"trainaug\.txt"):
+        VOCSegmentation(tmp_path, "trainaug")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    with pytest.raises(UserError, match=r"val\.txt.*JPEGImages"):
+        VOCSegmentation(tmp_path, "val")
+    (voc / "JPEGImages" / f"{VOC_TRAIN[0]}.jpg").unlink()
+    (voc / "JPEGImages" / f"{VOC_TRAIN[1]}.jpg").write_bytes(b"not a jpeg")
+    ds = VOCSegmentation(tmp_path, "train")
+    with pytest.raises(UserError, match=rf"missing image .*{VOC_TRAIN[0]}\.jpg"):
+        ds[0]
+    with pytest.raises(UserError, match=rf"unreadable image .*{VOC_TRAIN[1]}\.jpg"):
+        ds[1]
+
+
+def test_trainaug_is_sbd_plus_voc_train_minus_voc_val(tmp_path):
+    voc = make_voc(tmp_path, VOC_TRAIN, VOC_VAL)
+    sbd = make_sbd(tmp_path, SBD_TRAIN, SBD_VAL)
+    # The SBD-only images are missing from JPEGImages: they are taken from SBD's img/.
+    assert build_trainaug(voc, sbd, progress=False) == 4
+    listed = (voc / "ImageSets" / "Segmentation" / "trainaug.txt").read_text().split()
+    assert listed == sorted({*SBD_TRAIN, *SBD_VAL, *VOC_TRAIN} - set(VOC_VAL))
+    assert "2007_000033" not in listed  # in SBD train, but VOC val
+    ds = VOCSegmentation(tmp_path, "trainaug")
+    labels = {name: ds[i][1].numpy() for i, name in enumerate(ds.ids)}
+    # VOC's own annotation wins where it exists (it has the 255 borders) ...
+    assert np.array_equal(labels["2007_000039"], _label(1))
+    # ... and SBD's .mat labels, as palette PNGs, fill in the rest.
+    sbd_index = (SBD_TRAIN + SBD_VAL).index("2008_000003")
+    expected = np.zeros((H, W), np.uint8)
+    expected[2:12, 3:9] = 1 + (7 * sbd_index) % 20
+    assert np.array_equal(labels["2008_000003"], expected)
+    with Image.open(voc / "SegmentationClassAug" / "2008_000003.png") as png:
+        assert png.mode == "P"
+    assert (voc / "JPEGImages" / "2008_000002.jpg").exists()
+    # A second run keeps what is there.
+    assert build_trainaug(voc, sbd, progress=False) == 4
