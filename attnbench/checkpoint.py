@@ -1,0 +1,140 @@
+"""Atomic result files, resumable checkpoints and random-number-generator states.
+
+Every file is written to a temporary name in the same folder and moved into place
+with `os.replace`, so a run killed at any moment leaves either the old file or the
+new one, never half of one. A checkpoint holds everything needed to continue a run
+bit for bit on CPU: weights, optimizer state, the iteration, and the RNG states of
+every rank (python, numpy, torch CPU and CUDA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import distributed
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it is missing or unreadable (e.g. cut short by a kill)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; a line cut short by a kill is skipped."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporaries of writes that a hard kill (SIGKILL, power loss) interrupted."""
+    for tmp in directory.glob("**/.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], *, is_main: bool) -> None:
+    """Collect every rank's RNG state, then rank 0 writes `state` plus those states."""
+    states = distributed.all_gather_object(rng_state())
+    if not is_main:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({**state, "rng": states}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, rank: int) -> dict[str, Any] | None:
+    """The checkpoint (with this rank's RNG state restored), or None if there is none."""
+    if not path.is_file():
+        return None
+    # Our own file, holding python and numpy RNG states: not loadable with weights_only.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    states = state.pop("rng")
+    if rank < len(states):
+        set_rng_state(states[rank])
+    return state
+
+
+def state_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes: equal hashes, equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
