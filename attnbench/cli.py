@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("attnbench.profile", "MACs, parameters, memory and latency of every module"),
     "equivalence": ("attnbench.equivalence", "EMA (one stage) against A2: the measured gap"),
     "data": ("attnbench.data.download", "download and lay out Pascal VOC 2012 + SBD"),
+    "readme": ("attnbench.readme", "copy results/quick's summary and figures into README.md"),
 }
 
 

@@ -37,6 +37,8 @@ class DataConfig:
     image_size: int = 64  # synthetic only
     train_size: int = 2048  # synthetic only
     val_size: int = 128  # synthetic only
+    kind_cue: str = "shape"  # synthetic only: "shape" | "colour" (see data/synthetic.py)
+    shape_size: tuple[float, float] = (0.10, 0.16)  # synthetic only: radius / image size
     data_seed: int = 0
 
 
@@ -256,6 +258,7 @@ def _join(prefix: str, name: str) -> str:
 _CHOICES = {
     "data.dataset": ("synthetic", "voc"),
     "data.train_split": ("train", "trainaug"),
+    "data.kind_cue": ("shape", "colour"),
     "data.val_split": ("val", "train", "trainval"),
     "model.backbone.depth": (18, 34, 50, 101),
     "model.backbone.output_stride": (8, 16, 32),
@@ -293,6 +296,11 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         )
     if not cfg.train.device.startswith(("auto", "cpu", "cuda")):
         raise ConfigError(f"{where}: train.device: expected auto, cpu or cuda[:N]")
+    small, large = cfg.data.shape_size
+    if not 0.02 <= small <= large <= 0.25:
+        raise ConfigError(
+            f"{where}: data.shape_size: expected 0.02 <= low <= high <= 0.25, got {small}, {large}"
+        )
     low, high = cfg.data.scale_range
     if not 0 < low <= high:
         raise ConfigError(f"{where}: data.scale_range: expected 0 < low <= high, got {low}, {high}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from attnbench.config import DataConfig
 from attnbench.data import build_dataset, dataset_info
 from attnbench.data.mat5 import MatFileError, loadmat
-from attnbench.data.synthetic import CLASS_NAMES, SyntheticShapes
+from attnbench.data.synthetic import CLASS_NAMES, KIND_COLOURS, SyntheticShapes
 from attnbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SegTransform
 from attnbench.data.voc import (
     VOCSegmentation,
@@ -27,20 +27,8 @@ from attnbench.errors import UserError
 
 
 def data_cfg(**kw):
-    base = dict(
-        dataset="synthetic",
-        root=None,
-        train_split="train",
-        val_split="val",
-        crop_size=16,
-        scale_range=(0.5, 2.0),
-        num_workers=0,
-        image_size=48,
-        train_size=8,
-        val_size=4,
-        data_seed=0,
-    )
-    return SimpleNamespace(**(base | kw))
+    base = dict(crop_size=16, image_size=48, train_size=8, val_size=4)
+    return DataConfig(**(base | kw))
 
 
 # -- synthetic -------------------------------------------------------------------------
@@ -368,3 +356,15 @@ def test_trainaug_is_sbd_plus_voc_train_minus_voc_val(tmp_path):
     assert (voc / "JPEGImages" / "2008_000002.jpg").exists()
     # A second run keeps what is there.
     assert build_trainaug(voc, sbd, progress=False) == 4
+
+
+def test_colour_cue_gives_each_kind_its_hue():
+    ds = SyntheticShapes("train", size=6, image_size=48, kind_cue="colour", noise=0.0)
+    for i in range(6):
+        _, _, shapes = ds.sample(i)
+        for shape in shapes:
+            # The jittered hue stays closest to its own kind's colour.
+            dist = np.linalg.norm(KIND_COLOURS - np.asarray(shape.colour), axis=1)
+            assert int(np.argmin(dist)) == shape.kind
+    with pytest.raises(ValueError, match="kind_cue"):
+        SyntheticShapes("train", size=1, kind_cue="texture")

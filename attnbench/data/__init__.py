@@ -59,6 +59,8 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
             size=cfg.train_size if split == "train" else cfg.val_size,
             image_size=cfg.image_size,
             data_seed=cfg.data_seed,
+            kind_cue=cfg.kind_cue,
+            shape_size=cfg.shape_size,
             transform=SegTransform(flip=True) if train else eval_transform(),
         )
 
