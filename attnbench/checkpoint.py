@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import distributed
+from .errors import UserError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -118,15 +119,20 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, is_main: bool) -> None
         raise
 
 
-def load_checkpoint(path: Path, rank: int) -> dict[str, Any] | None:
+def load_checkpoint(path: Path, rank: int, world_size: int = 1) -> dict[str, Any] | None:
     """The checkpoint (with this rank's RNG state restored), or None if there is none."""
     if not path.is_file():
         return None
     # Our own file, holding python and numpy RNG states: not loadable with weights_only.
     state = torch.load(path, map_location="cpu", weights_only=False)
     states = state.pop("rng")
-    if rank < len(states):
-        set_rng_state(states[rank])
+    if len(states) != world_size:
+        # Another process count would shard the batches and seed dropout differently.
+        raise UserError(
+            f"{path}: saved by {len(states)} process(es), resumed by {world_size}; "
+            "resume with the same number of processes or delete the checkpoint"
+        )
+    set_rng_state(states[rank])
     return state
 
 

@@ -290,9 +290,26 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{where}: {key}: expected a positive number, got {value!r}")
-    if cfg.train.eval_interval < 0 or cfg.data.num_workers < 0 or cfg.train.threads < 0:
+    non_negative = {
+        "train.eval_interval": cfg.train.eval_interval,
+        "train.threads": cfg.train.threads,
+        "train.momentum": cfg.train.momentum,
+        "train.weight_decay": cfg.train.weight_decay,
+        "train.poly_power": cfg.train.poly_power,
+        "data.num_workers": cfg.data.num_workers,
+        "data.data_seed": cfg.data.data_seed,
+        "model.head.aux_weight": cfg.model.head.aux_weight,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{where}: {key}: expected a number >= 0, got {value!r}")
+    if not 0.0 <= cfg.model.head.dropout < 1.0:
         raise ConfigError(
-            f"{where}: train.eval_interval, train.threads and data.num_workers must be >= 0"
+            f"{where}: model.head.dropout: expected 0 <= p < 1, got {cfg.model.head.dropout!r}"
+        )
+    if not cfg.eval.scales or min(cfg.eval.scales) <= 0:
+        raise ConfigError(
+            f"{where}: eval.scales: expected a list of positive scales, got {list(cfg.eval.scales)}"
         )
     if not cfg.train.device.startswith(("auto", "cpu", "cuda")):
         raise ConfigError(f"{where}: train.device: expected auto, cpu or cuda[:N]")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import pathlib
 
@@ -23,6 +24,8 @@ import torch
 
 from modules.double_attention import DoubleAttention
 from modules.em_attention import EMAUnit
+
+from .checkpoint import atomic_write_text
 
 DEFAULT_TEMPERATURES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 CSV_COLUMNS = ("quantity", "dtype", "temperature", "value")
@@ -144,10 +147,7 @@ def _quick_runs_table(path: pathlib.Path) -> list[str]:
 
 
 def _plot(result: dict, path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import plt, save_figure
 
     temps = sorted(result["softmax_gap"])
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -160,8 +160,7 @@ def _plot(result: dict, path: pathlib.Path) -> None:
     ax.set_title("EMA (1 stage) vs A2, float64")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_equivalence_report(
@@ -172,12 +171,12 @@ def write_equivalence_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     result = measure_equivalence()
     rows = tidy_rows(result)
-    with open(out_dir / "equivalence.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(
-            {k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows
-        )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    atomic_write_text(out_dir / "equivalence.csv", buffer.getvalue())
     _plot(result, out_dir / "equivalence.png")
 
     s = result["settings"]
@@ -215,7 +214,7 @@ def write_equivalence_report(
             lines.append(f"No runs found at `{quick_runs_csv}`.")
         lines.append("")
     md = out_dir / "equivalence.md"
-    md.write_text("\n".join(lines))
+    atomic_write_text(md, "\n".join(lines))
     return md
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
 
+from .checkpoint import read_json
 from .config import ExperimentConfig, load_config
 from .data.transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from .plots import plt, save_figure
@@ -52,12 +53,14 @@ def _seed_of(path: Path) -> int:
 
 
 def find_checkpoints(exp_dir: Path, head_order: list[str] | None = None) -> list[HeadRun]:
-    """Per head, the lowest seed with checkpoints/last.pt; in `head_order`, then by name."""
+    """Per head, the lowest finished seed with a checkpoint; in `head_order`, then by name."""
     found: dict[str, HeadRun] = {}
     for head_dir in sorted((exp_dir / "runs").glob("*")):
         for seed_dir in sorted(head_dir.glob("seed*"), key=_seed_of):
             ckpt = seed_dir / "checkpoints" / "last.pt"
-            if ckpt.is_file():
+            metrics = read_json(seed_dir / "metrics.json")
+            finished = isinstance(metrics, dict) and metrics.get("status") == "finished"
+            if finished and ckpt.is_file():
                 found[head_dir.name] = HeadRun(head_dir.name, _seed_of(seed_dir), seed_dir, ckpt)
                 break
     order = [h for h in head_order or [] if h in found]

@@ -89,8 +89,18 @@ def sweep_applies(cfg: ExperimentConfig, spec: HeadSpec) -> bool:
 
 def _check_sweep(cfg: ExperimentConfig, where: str) -> None:
     param = cfg.eval.sweep_param
-    if param and not any(sweep_applies(cfg, spec) for spec in cfg.heads):
+    if not param:
+        return
+    swept = [spec for spec in cfg.heads if sweep_applies(cfg, spec)]
+    if not swept:
         raise ConfigError(f"{where}: eval.sweep_param: no head's module has an attribute {param!r}")
+    for spec in swept:
+        module = modules.build(spec.module, cfg.model.head.channels, **spec.params)
+        for value in cfg.eval.sweep_values:
+            try:
+                setattr(module, param, int(value) if float(value).is_integer() else value)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{where}: eval.sweep_values: {value!r}: {err}") from None
 
 
 def _check_same_config(directory: Path, wanted: ExperimentConfig) -> None:

@@ -7,6 +7,7 @@ results/<experiment>/summary.md and the figures beside it, never edited by hand.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
@@ -27,7 +28,7 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
         figure = exp_dir / name
         if not figure.is_file():
             raise UserError(f"{figure}: missing figure; run `python -m attnbench report {exp_dir}`")
-        rel = figure.resolve().relative_to(readme_dir.resolve())
+        rel = Path(os.path.relpath(figure.resolve(), readme_dir.resolve()))
         lines += [f"![{figure.stem}]({rel.as_posix()})", ""]
     lines.append(END)
     return "\n".join(lines)

@@ -8,7 +8,6 @@ curves.csv; env.json, metrics.json and config.yaml beside them only add context
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 import yaml
 
 from . import plots
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, read_json
 from .errors import UserError
 from .stats import (
     load_curves,
@@ -40,16 +39,9 @@ def _run_files(exp_dir: Path, name: str) -> list[tuple[str, Path]]:
     return [(p.parent.parent.name, p) for p in sorted(exp_dir.glob(f"runs/*/seed*/{name}"))]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def read_environment(exp_dir: Path) -> dict[str, str]:
     """device, torch, threads: the distinct values in runs/*/seed*/env.json, joined."""
-    envs = [e for _, p in _run_files(exp_dir, "env.json") if isinstance(e := _read_json(p), dict)]
+    envs = [e for _, p in _run_files(exp_dir, "env.json") if isinstance(e := read_json(p), dict)]
     found = {"env_files": str(len(envs))}
     for key in ("device", "torch", "threads"):
         values = []
@@ -80,7 +72,7 @@ def read_run_metrics(exp_dir: Path, kinds: dict[str, str]) -> tuple[dict[str, st
     kinds already known from runs.csv win."""
     found, sizes = dict(kinds), []
     for head, path in _run_files(exp_dir, "metrics.json"):
-        metrics = _read_json(path)
+        metrics = read_json(path)
         metrics = metrics if isinstance(metrics, dict) else {}
         kind = metrics.get("memory_kind")
         if kind is not None and head not in found:

@@ -139,12 +139,28 @@ def _check_machine_and_data(
         )
     train_set = build_dataset(cfg.data, "train", train=True)
     val_set = build_dataset(cfg.data, "val", train=False)
+    if cfg.model.backbone.pretrained:
+        _check_pretrained(cfg, where)
     if len(train_set) < cfg.train.batch_size:
         raise UserError(
             f"{where}: train.batch_size: {cfg.train.batch_size} is more than the "
             f"{len(train_set)} training images"
         )
     return device, train_set, val_set
+
+
+def _check_pretrained(cfg: ExperimentConfig, where: str) -> None:
+    """Load the checkpoint into a throwaway backbone now, before any file is written."""
+    from .backbone import ResNet, load_torchvision_checkpoint
+
+    bb = cfg.model.backbone
+    backbone = ResNet(
+        bb.depth, output_stride=bb.output_stride, deep_stem=bb.deep_stem, width=bb.width
+    )
+    try:
+        load_torchvision_checkpoint(backbone, bb.pretrained)
+    except UserError as err:
+        raise UserError(f"{where}: model.backbone.pretrained: {err}") from None
 
 
 def run_one(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import UserError
+from .tables import CURVE_COLUMNS, RUN_COLUMNS
 
 _EPS = 1e-15
 _TINY = 1e-300
@@ -178,8 +179,6 @@ def rank_with_ties(intervals: Sequence[Interval]) -> list[tuple[int, list[int]]]
 # --- Tables of runs.csv (long format: experiment, head, module, seed, setting, metric,
 # class_name, value) --------------------------------------------------------------------
 
-RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "class_name", "value")
-CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 COST_METRICS = ("params", "params_module", "macs", "macs_module")
 # Per-run scalars averaged over seeds in the summary, beside mIoU.
 SCALAR_METRICS = (

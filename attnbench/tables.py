@@ -1,6 +1,6 @@
 """runs.csv and curves.csv of an experiment, rebuilt from every run's metrics.json and log.
 
-Long format (INTERFACES.md): one value per row, so the report can pivot as it likes.
+Long format: one value per row, so the report can pivot as it likes.
 The tables are rebuilt from scratch each time, from every (head, seed) of the config
 that has a metrics.json, so a killed experiment's finished runs are always listed.
 """

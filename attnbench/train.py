@@ -178,7 +178,7 @@ def train(
     cfg, t, info = run.cfg, run.cfg.train, run.dist
     wrapped: nn.Module = model
     optimizer = build_optimizer(model, cfg)
-    state = checkpoint.load_checkpoint(run.checkpoint_path, info.rank)
+    state = checkpoint.load_checkpoint(run.checkpoint_path, info.rank, info.world_size)
     start, train_time, curve, cuda_peak = 0, 0.0, [], 0
     loss_sum, loss_count = 0.0, 0
     if state is not None:

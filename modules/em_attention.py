@@ -17,8 +17,8 @@ temperature lambda=1.0, l2_norm=True; eps = 1e-6 (normalisations as official).
 Bases maintenance, training mode only: after the forward pass
     mu0 <- (1 - m) mu0 + m * l2norm(mean over the batch of mu_T)
 Under torch.distributed the batch mean is averaged over all ranks first
-(all_reduce), so every rank keeps identical bases. The update is not followed
-by another normalisation, so the bases have norm <= 1 (as in mmseg's EMAHead).
+(all_reduce), so every rank keeps identical bases. The bases are then
+L2-normalised again (a deviation, listed below).
 
 conv1 is frozen (requires_grad False, FROZEN): the official code computes z and
 mu under torch.no_grad, so the reconstruction x~ carries no gradient back to
@@ -66,6 +66,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _check_stages(name: str, value: int) -> int:
+    # A float such as 4.0 (a YAML sweep value) is accepted; 2.5 or 0 is not.
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"EMAUnit {name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def _l2norm(t: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
     return t / (eps + t.norm(dim=dim, keepdim=True))
 
@@ -88,6 +95,12 @@ class EMAUnit(nn.Module):
         l2_norm: bool = True,
     ) -> None:
         super().__init__()
+        if bases < 1:
+            raise ValueError(f"EMAUnit needs at least one basis, got bases={bases}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"EMAUnit momentum must be in [0, 1], got {momentum}")
+        if temperature <= 0:
+            raise ValueError(f"EMAUnit temperature must be positive, got {temperature}")
         self.channels = channels
         self.bases = bases
         self.stages = stages
@@ -106,12 +119,27 @@ class EMAUnit(nn.Module):
         mu = torch.empty(1, channels, bases).normal_(0.0, math.sqrt(2.0 / bases))
         self.register_buffer("mu", _l2norm(mu, 1, self.EPS))  # (1, C, K)
 
+    @property
+    def stages(self) -> int:
+        return self._stages
+
+    @stages.setter
+    def stages(self, value: int) -> None:
+        self._stages = _check_stages("stages", value)
+
+    @property
+    def eval_stages(self) -> int | None:
+        return self._eval_stages
+
+    @eval_stages.setter
+    def eval_stages(self, value: int | None) -> None:
+        self._eval_stages = None if value is None else _check_stages("eval_stages", value)
+
     def active_stages(self) -> int:
         """EM stages the current mode runs: eval_stages in eval mode when set, else stages."""
-        t = self.stages if self.training or self.eval_stages is None else self.eval_stages
-        if t < 1:
-            raise ValueError(f"EMAUnit needs at least one EM stage, got {t}")
-        return int(t)
+        if self.training or self.eval_stages is None:
+            return self.stages
+        return self.eval_stages
 
     def _em(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns x~ (B, C, N), mu_T (B, C, K) and the last z (B, N, K), all without grad."""

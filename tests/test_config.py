@@ -83,6 +83,11 @@ def test_dump_round_trips(yaml_file: Path, tmp_path: Path) -> None:
         ("model.backbone.pretrained=/no/such.pth", r"model\.backbone\.pretrained: no such"),
         ("data.dataset=voc", r"data\.root: the voc dataset needs a root folder"),
         ("lr", r"--set 'lr': expected key\.path=value"),
+        ("eval.scales=[]", r"eval\.scales: expected a list of positive scales"),
+        ("eval.scales=[1.0, 0]", r"eval\.scales: expected a list of positive scales"),
+        ("model.head.dropout=1.5", r"model\.head\.dropout: expected 0 <= p < 1"),
+        ("train.momentum=-0.9", r"train\.momentum: expected a number >= 0"),
+        ("data.data_seed=-1", r"data\.data_seed: expected a number >= 0"),
     ],
 )
 def test_bad_values_name_the_key(yaml_file: Path, override: str, message: str) -> None:
@@ -124,8 +129,23 @@ def test_bad_hyper_parameter_value_is_a_config_error(yaml_file: Path) -> None:
 def test_shipped_experiments_load() -> None:
     root = Path(__file__).resolve().parents[1] / "experiments"
     paths = sorted(root.glob("*.yaml"))
-    assert {p.stem for p in paths} >= {"quick", "voc_heads", "ema_stages"}
+    assert {p.stem for p in paths} >= {"quick", "voc_heads", "ema_stages", "context"}
     for path in paths:
         voc = ["data.root=/tmp", "model.backbone.pretrained=null"]
         cfg = load_config(path, voc if "voc" in path.stem else [])
         assert cfg.heads
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{stages: 0}", "stages must be a whole number >= 1"),
+        ("{eval_stages: 2.5}", "eval_stages must be a whole number >= 1"),
+        ("{bases: 0}", "at least one basis"),
+        ("{momentum: 1.5}", r"momentum must be in \[0, 1\]"),
+        ("{temperature: 0}", "temperature must be positive"),
+    ],
+)
+def test_bad_ema_values_fail_at_load(yaml_file: Path, params: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"heads\.1\.params: EMAUnit {message}"):
+        load_config(yaml_file, ["heads.1.module=ema", f"heads.1.params={params}"])

@@ -1,4 +1,4 @@
-"""Contract tests that every registered context module must pass (see INTERFACES.md)."""
+"""Contract tests that every registered context module must pass."""
 
 from __future__ import annotations
 

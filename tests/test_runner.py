@@ -292,4 +292,4 @@ def test_report_import_failure_is_a_warning(
 
 def test_tables_match_the_report_schema() -> None:
     stats = pytest.importorskip("attnbench.stats")
-    assert stats.RUN_COLUMNS == RUN_COLUMNS and stats.CURVE_COLUMNS == CURVE_COLUMNS
+    assert stats.RUN_COLUMNS is RUN_COLUMNS and stats.CURVE_COLUMNS is CURVE_COLUMNS

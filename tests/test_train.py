@@ -199,6 +199,8 @@ def test_checkpoint_restores_rng_and_hash_tells_weights_apart(tmp_path: Path) ->
         model.bias[0] += 1e-7
     assert checkpoint.state_hash(state["model"]) != checkpoint.state_hash(model.state_dict())
     assert checkpoint.load_checkpoint(tmp_path / "none.pt", rank=0) is None
+    with pytest.raises(UserError, match="saved by 1 process"):
+        checkpoint.load_checkpoint(path, rank=0, world_size=2)
     checkpoint.save_checkpoint(tmp_path / "other.pt", {}, is_main=False)
     assert not (tmp_path / "other.pt").exists()
 

@@ -206,7 +206,9 @@ def build_trainaug(voc_dir: Path, sbd_dir: Path, *, progress: bool = True) -> in
             source = sbd_dir / "img" / f"{name}.jpg"
             if not source.exists():
                 raise UserError(f"missing image {name}.jpg in {jpeg.parent} and {source.parent}")
-            shutil.copyfile(source, jpeg)
+            partial = jpeg.with_name(f".{jpeg.name}.tmp")  # a killed copy leaves no half image
+            shutil.copyfile(source, partial)
+            partial.replace(jpeg)
     tmp_list = seg_sets / ".trainaug.txt.tmp"
     tmp_list.write_text("".join(f"{name}\n" for name in ids))
     tmp_list.replace(seg_sets / "trainaug.txt")
