@@ -23,7 +23,11 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
     summary = exp_dir / "summary.md"
     if not summary.is_file():
         raise UserError(f"{summary}: no summary; run `python -m attnbench report {exp_dir}`")
-    lines = [START, "", summary.read_text().strip(), ""]
+    # The summary's headings sit under the README's "Results": two levels down.
+    body = [
+        f"##{line}" if line.startswith("#") else line for line in summary.read_text().split("\n")
+    ]
+    lines = [START, "", "\n".join(body).strip(), ""]
     for name in FIGURES:
         figure = exp_dir / name
         if not figure.is_file():

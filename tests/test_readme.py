@@ -13,7 +13,7 @@ from attnbench.readme import END, START, update_readme
 def _experiment(root: Path) -> Path:
     exp = root / "results" / "quick"
     exp.mkdir(parents=True)
-    (exp / "summary.md").write_text("| head | mIoU |\n|---|---|\n| ema | 41.2 |\n")
+    (exp / "summary.md").write_text("# Summary\n\n| head | mIoU |\n|---|---|\n| ema | 41.2 |\n")
     for name in ("miou_vs_macs.png", "attention_maps.png"):
         (exp / name).write_bytes(b"\x89PNG")
     return exp
@@ -27,6 +27,7 @@ def test_block_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "stale table" not in text
     assert "| ema | 41.2 |" in text
+    assert "\n### Summary\n" in text  # demoted under the README's own headings
     assert "![miou_vs_macs](results/quick/miou_vs_macs.png)" in text
     assert text.startswith("# title\n") and text.endswith("\nafter\n")
     assert not update_readme(readme, exp)  # a second run changes nothing
