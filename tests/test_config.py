@@ -141,7 +141,7 @@ def test_shipped_experiments_load() -> None:
     [
         ("{stages: 0}", "stages must be a whole number >= 1"),
         ("{eval_stages: 2.5}", "eval_stages must be a whole number >= 1"),
-        ("{bases: 0}", "at least one basis"),
+        ("{bases: 0}", "needs at least one basis"),
         ("{momentum: 1.5}", r"momentum must be in \[0, 1\]"),
         ("{temperature: 0}", "temperature must be positive"),
     ],

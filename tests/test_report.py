@@ -168,7 +168,10 @@ def test_attention_maps_from_checkpoints(exp_dir):
         ckpt = exp_dir / "runs" / spec.name / "seed0" / "checkpoints" / "last.pt"
         ckpt.parent.mkdir(parents=True)
         torch.save({"model": model.state_dict(), "iteration": 1}, ckpt)
+        status = "diverged" if spec.name == "nonlocal" else "finished"
+        (ckpt.parent.parent / "metrics.json").write_text(f'{{"status": "{status}"}}')
     note = render_attention_maps(exp_dir, exp_dir / "attention_maps.png", num_images=2)
     assert "none seed 0" in note and "ema seed 0" in note
+    assert "nonlocal" not in note  # a diverged run's weights are not drawn
     for name in ("attention_maps.png", "attention_maps_ema.png"):
         assert (exp_dir / name).read_bytes()[:8] == PNG_MAGIC
