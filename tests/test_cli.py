@@ -68,8 +68,10 @@ def test_bad_yaml_key_in_the_file(good_yaml: Path, capsys: pytest.CaptureFixture
     assert not (good_yaml.parent / "out").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_asked_without_cuda(good_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cuda_asked_without_cuda(
+    good_yaml: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine
     assert main(["run", str(good_yaml), "--set", "train.device=cuda"]) == 2
     assert "train.device" in capsys.readouterr().err
     assert not (good_yaml.parent / "out").exists()
