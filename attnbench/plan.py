@@ -1,9 +1,12 @@
 """Which runs an experiment consists of, their state on disk, and the printed plan.
 
 A run is one (head, seed). Its folder is results/<exp>/runs/<head>/seed<k>; it is
-"done" when its metrics.json says finished or diverged, "resume" when it has a
-checkpoint, "new" otherwise. A folder whose config.yaml differs from the current
-config (other than in EXECUTION_KEYS) is refused rather than mixed with new results.
+"done" when its metrics.json says diverged, or says finished and the final
+checkpoint is there; "resume" when it has a checkpoint, "new" otherwise. A
+finished run without its (git-ignored) checkpoint is the committed record of a
+fresh clone: it is trained again, which on CPU reproduces the same figures. A
+folder whose config.yaml differs from the current config (other than in
+EXECUTION_KEYS) is refused rather than mixed with new results.
 """
 
 from __future__ import annotations
@@ -68,9 +71,11 @@ def plan_runs(
             directory = run_dir(cfg, spec.name, seed)
             _check_same_config(directory, run_config(cfg, spec, seed))
             metrics = read_json(directory / "metrics.json")
-            if isinstance(metrics, dict) and metrics.get("status") in ("finished", "diverged"):
+            status_there = metrics.get("status") if isinstance(metrics, dict) else None
+            has_checkpoint = (directory / "checkpoints" / "last.pt").is_file()
+            if status_there == "diverged" or (status_there == "finished" and has_checkpoint):
                 status = "done"
-            elif (directory / "checkpoints" / "last.pt").is_file():
+            elif has_checkpoint and status_there is None:
                 status = "resume"
             else:
                 status = "new"

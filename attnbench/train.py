@@ -190,6 +190,11 @@ def train(
         if info.is_main:
             _truncate_log(run.log_path, start)
     else:
+        if info.is_main:
+            # A fresh start over an old record (a finished run whose checkpoint is gone):
+            # the old log and metrics must not mix with, or outlive, the new run's.
+            (run.run_dir / "metrics.json").unlink(missing_ok=True)
+            run.log_path.unlink(missing_ok=True)
         # Dropout differs between ranks; the data order does not depend on this generator.
         torch.manual_seed(sampling.derive_seed(run.seed, 1, info.rank))
     if info.enabled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,19 @@ def test_tables_match_the_report_schema() -> None:
     from attnbench import stats
 
     assert stats.RUN_COLUMNS is RUN_COLUMNS and stats.CURVE_COLUMNS is CURVE_COLUMNS
+
+
+def test_finished_run_without_checkpoint_trains_again_to_the_same_result(
+    tmp_path: Path, reports: list[Path]
+) -> None:
+    path = write_yaml(tmp_path, heads="  - {name: base, module: none}", iterations=2)
+    assert run(path) == 0
+    rd = tmp_path / "results" / "tiny" / "runs" / "base" / "seed0"
+    first = json.loads((rd / "metrics.json").read_text())
+    shutil.rmtree(rd / "checkpoints")  # what a fresh clone of committed results holds
+    assert run(path) == 0
+    again = json.loads((rd / "metrics.json").read_text())
+    assert (rd / "checkpoints" / "last.pt").is_file()
+    assert _comparable(again) == _comparable(first)
+    events = [json.loads(line)["event"] for line in (rd / "log.jsonl").read_text().splitlines()]
+    assert events.count("final") == 1  # the old record's log is replaced, not appended to
