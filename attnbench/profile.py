@@ -198,10 +198,24 @@ def _run_paper(
 ) -> None:
     size, rate = matmul
     device_case = Case("device", "matmul", size, size, size)
+    path = out / f"paper{suffix}.csv"
+    done = _finished_cases(path, cases, env)
+    if done:
+        # Resume: the earlier run's rows (same device, dtype, torch, threads) are kept, with
+        # its matmul rate, so every '% matmul' figure keeps referring to one measurement.
+        rate = next(r["value"] for r in _read_rows(path) if r["metric"] == "matmul_macs_per_s")
     rows = [row(device_case, env, "matmul_macs_per_s", rate, "MACs/s", "square matmul, median")]
+    rows += [r for kept in done.values() for r in kept]
     unsupported: dict[str, dict[str, int]] = {}
     kinds: dict[str, str] = {}
+    for label, kept in done.items():
+        count = sum(int(r["value"]) for r in kept if r["metric"] == "unsupported_ops")
+        unsupported[label] = {"ops counted in the earlier run": count} if count else {}
+        kinds.update(_memory_kinds(Measured(rows=kept)))
     for case in cases:
+        if case.label in done:
+            bar.update()
+            continue
         bar.set_postfix_str(case.label)
         measured = measure_case(case, env, budget, rate)
         rows += measured.rows
@@ -210,6 +224,37 @@ def _run_paper(
         frame = _write_csv(rows, out / f"paper{suffix}.csv")
         atomic_write_text(out / f"paper{suffix}.md", paper_markdown(frame, kinds, unsupported))
         bar.update()
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        return pd.read_csv(path, keep_default_na=False).to_dict("records")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return []
+
+
+def _finished_cases(path: Path, cases: list[Case], env: RunEnv) -> dict[str, list[dict[str, Any]]]:
+    """Rows of an earlier run of the same cases on the same machine settings, by case label.
+
+    A case counts as finished when its last metric (the training rate) is there; a killed
+    profile so restarts where it stopped instead of measuring everything again.
+    """
+    rows = _read_rows(path)
+    same = ("device", "device_name", "dtype", "torch", "threads")
+    here = row(cases[0], env, "", 0.0, "", "") if cases else {}
+    if not rows or any(str(rows[0][k]) != str(here[k]) for k in same):
+        return {}
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        mine = [
+            r
+            for r in rows
+            if (r["scope"], r["module"], str(r["setting"]), int(r["height"]), int(r["width"]))
+            == (case.scope, case.module, case.setting, case.height, case.width)
+        ]
+        if any(r["metric"] == "rate_train" for r in mine):
+            by_label[case.label] = mine
+    return by_label
 
 
 def _memory_kinds(measured: Measured) -> dict[str, str]:

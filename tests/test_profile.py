@@ -145,3 +145,28 @@ def test_profile_rejects_unknown_module_and_cpu_half(tmp_path) -> None:
         command(_parse("--quick", "--out", str(tmp_path), "--modules", "nope"))
     with pytest.raises(UserError, match="float32"):
         command(_parse("--quick", "--device", "cpu", "--dtype", "float16", "--out", str(tmp_path)))
+
+
+def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypatch) -> None:
+    import attnbench.profile as profile
+
+    argv = ("--quick", "--out", str(tmp_path), "--parts", "paper", "--modules", "none", "a2")
+    assert command(_parse(*argv)) == 0
+    first = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    # Cut the table back to what a run killed during its last case leaves behind.
+    last = (first["module"] == "a2") & (first["scope"] == "head")
+    first[~last].to_csv(tmp_path / "paper.csv", index=False)
+    measured: list[str] = []
+    real = profile.measure_case
+
+    def counting(case, *args, **kwargs):
+        measured.append(case.label)
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_case", counting)
+    assert command(_parse(*argv)) == 0
+    assert measured == ["head:a2@9x9"]
+    again = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    kept = again[~((again["module"] == "a2") & (again["scope"] == "head"))]
+    assert kept["value"].tolist() == first[~last]["value"].tolist()
+    assert len(again) == len(first)
