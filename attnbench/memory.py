@@ -152,14 +152,9 @@ def training_memory(model: nn.Module, *inputs: torch.Tensor) -> MemoryFigure:
     first, so the figure includes allocating them.
     """
 
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        for t in inputs:
-            t.grad = None
-        with torch.enable_grad():
-            model(*inputs).float().mean().backward()
+    from .profile_timing import training_step
 
-    figure = peak_memory(step, inputs[0].device)
+    figure = peak_memory(training_step(model, *inputs), inputs[0].device)
     model.zero_grad(set_to_none=True)
     for t in inputs:
         t.grad = None

@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, costs, distributed, env, sampling, tables
+from . import checkpoint, costs, distributed, env, tables
 from .config import ExperimentConfig, dump_config, load_config
 from .distributed import DistInfo
 from .errors import UserError
 from .plan import describe, plan_runs, run_config
-from .train import Diverged, RunSpec, evaluate, log_event, train
+from .train import Diverged, RunSpec, evaluate, log_event, train, validation_loader
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -222,14 +222,7 @@ def run_one(
         return metrics
 
     hashes = distributed.all_gather_object(checkpoint.state_hash(model.state_dict()))
-    val_loader = sampling.eval_loader(
-        val_set,
-        cfg.eval.batch_size,
-        cfg.data.num_workers,
-        run.device.type == "cuda",
-        info.rank,
-        info.world_size,
-    )
+    val_loader = validation_loader(run, val_set)
 
     def score() -> dict[str, Any]:
         scores = evaluate(

@@ -171,6 +171,15 @@ def evaluate(
     return segmentation_metrics(conf)
 
 
+def validation_loader(run: RunSpec, val_set: Dataset) -> DataLoader:
+    """This rank's share of the validation images, in a fixed order."""
+    cfg, info = run.cfg, run.dist
+    pin = run.device.type == "cuda"
+    return sampling.eval_loader(
+        val_set, cfg.eval.batch_size, cfg.data.num_workers, pin, info.rank, info.world_size
+    )
+
+
 def train(
     run: RunSpec, model: nn.Module, train_set: Dataset, val_set: Dataset, num_classes: int
 ) -> TrainResult:
@@ -210,14 +219,7 @@ def train(
     loader = sampling.train_loader(
         train_set, batches, run.seed, cfg.data.num_workers, run.device.type == "cuda"
     )
-    val_loader = sampling.eval_loader(
-        val_set,
-        cfg.eval.batch_size,
-        cfg.data.num_workers,
-        run.device.type == "cuda",
-        info.rank,
-        info.world_size,
-    )
+    val_loader = validation_loader(run, val_set)
     progress = Progress(run.label, t.iterations, start, show=info.is_main)
     wrapped.train()
     tick = time.perf_counter()

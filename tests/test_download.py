@@ -48,8 +48,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # Counted before writing: once the client holds the bytes, the count must be final.
         srv.sent += len(body)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
