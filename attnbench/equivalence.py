@@ -19,6 +19,7 @@ import csv
 import io
 import math
 import pathlib
+from collections.abc import Sequence
 
 import torch
 
@@ -29,6 +30,8 @@ from .checkpoint import atomic_write_text
 
 DEFAULT_TEMPERATURES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 CSV_COLUMNS = ("quantity", "dtype", "temperature", "value")
+# quick trains A2 and EMA (T=3); ema_stages, on the same recipe, EMA with T = 1 to 4.
+DEFAULT_RUNS = ("results/quick/runs.csv", "results/ema_stages/runs.csv")
 
 
 def _paired_modules(
@@ -118,30 +121,43 @@ def tidy_rows(result: dict) -> list[dict[str, object]]:
     return rows
 
 
-def _quick_runs_table(path: pathlib.Path) -> list[str]:
+def _runs_table(paths: Sequence[pathlib.Path]) -> list[str]:
+    """mIoU of the a2 and ema heads, as trained (no eval sweep), from each runs.csv."""
     import pandas as pd
 
-    runs = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frames, lines = [], []
+    for path in paths:
+        if path.is_file():
+            frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+        else:
+            lines.append(f"No runs found at `{path}`.")
+    if not frames:
+        return lines
+    runs = pd.concat(frames, ignore_index=True)
     runs["setting"] = runs["setting"].fillna("")
-    sel = runs[(runs["metric"] == "mIoU") & runs["module"].isin(["a2", "ema"])]
+    sel = runs[
+        (runs["metric"] == "mIoU") & runs["module"].isin(["a2", "ema"]) & (runs["setting"] == "")
+    ]
     if sel.empty:
-        return [f"No a2 or ema mIoU rows in `{path}`."]
+        return [*lines, "No a2 or ema mIoU rows in " + ", ".join(f"`{p}`" for p in paths) + "."]
     stats = (
-        sel.groupby(["module", "head", "setting"], sort=True)["value"]
+        sel.groupby(["experiment", "module", "head"], sort=False)["value"]
         .agg(["mean", "std", "count"])
         .reset_index()
     )
-    lines = [
-        f"mIoU (%) of the a2 and ema heads in `{path}`, mean ± std over seeds:",
+    lines += [
+        "mIoU (%) of the a2 and ema heads, mean ± std over seeds, each evaluated with the "
+        "stages it was trained with (the T x T' grid is in results/ema_stages/). "
+        "Compare rows across experiments only when their recipes agree.",
         "",
-        "| module | head | setting | mIoU | seeds |",
+        "| experiment | module | head | mIoU | seeds |",
         "|---|---|---|---|---|",
     ]
     for row in stats.itertuples(index=False):
         std = "n/a" if math.isnan(row.std) else f"{row.std:.2f}"
         lines.append(
-            f"| {row.module} | {row.head} | {row.setting or '-'} | "
-            f"{row.mean:.2f} ± {std} | {row.count} |"
+            f"| {row.experiment} | {row.module} | {row.head} | {row.mean:.2f} ± {std} | "
+            f"{row.count} |"
         )
     return lines
 
@@ -164,7 +180,7 @@ def _plot(result: dict, path: pathlib.Path) -> None:
 
 
 def write_equivalence_report(
-    out_dir: pathlib.Path, quick_runs_csv: pathlib.Path | None = None
+    out_dir: pathlib.Path, runs_csvs: Sequence[pathlib.Path] = ()
 ) -> pathlib.Path:
     """Write equivalence.md, .csv and .png into out_dir; returns the .md path."""
     out_dir = pathlib.Path(out_dir)
@@ -205,14 +221,8 @@ def write_equivalence_report(
     for t, value in result["softmax_gap"].items():
         lines.append(f"| {t:g} | {value:.3e} |")
     lines += ["", "![gap vs temperature](equivalence.png)", ""]
-    if quick_runs_csv is not None:
-        quick_runs_csv = pathlib.Path(quick_runs_csv)
-        lines += ["## Trained heads", ""]
-        if quick_runs_csv.is_file():
-            lines += _quick_runs_table(quick_runs_csv)
-        else:
-            lines.append(f"No runs found at `{quick_runs_csv}`.")
-        lines.append("")
+    if runs_csvs:
+        lines += ["## Trained heads", "", *_runs_table([pathlib.Path(p) for p in runs_csvs]), ""]
     md = out_dir / "equivalence.md"
     atomic_write_text(md, "\n".join(lines))
     return md
@@ -221,13 +231,15 @@ def write_equivalence_report(
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="directory for equivalence.{md,csv,png}")
     p.add_argument(
-        "--quick-runs",
-        default="results/quick/runs.csv",
-        help="runs.csv whose a2/ema mIoU to tabulate (skipped when missing)",
+        "--runs",
+        nargs="+",
+        default=list(DEFAULT_RUNS),
+        metavar="CSV",
+        help="runs.csv files whose a2/ema mIoU to tabulate (a missing one is noted)",
     )
 
 
 def command(args: argparse.Namespace) -> int:
-    md = write_equivalence_report(pathlib.Path(args.out), pathlib.Path(args.quick_runs))
+    md = write_equivalence_report(pathlib.Path(args.out), [pathlib.Path(p) for p in args.runs])
     print(f"wrote {md}")
     return 0

@@ -93,6 +93,8 @@ def run_experiment(
         return 0
 
     exp_dir = Path(cfg.output_dir) / cfg.name
+    if any(p.status != "done" for p in planned):
+        _render_synthetic(train_set, val_set, show=info.is_main)
     distributed.init(info, device)
     try:
         with env.numerics(device, cfg.train.threads):
@@ -115,6 +117,14 @@ def run_experiment(
         if report:
             _build_report(exp_dir)
     return 0
+
+
+def _render_synthetic(*datasets: Any, show: bool) -> None:
+    from .data.synthetic import SyntheticShapes
+
+    for dataset in datasets:
+        if isinstance(dataset, SyntheticShapes):
+            dataset.render_all(show=show)
 
 
 def _check_machine_and_data(

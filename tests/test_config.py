@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,21 @@ def test_shipped_experiments_load() -> None:
         voc = ["data.root=/tmp", "model.backbone.pretrained=null"]
         cfg = load_config(path, voc if "voc" in path.stem else [])
         assert cfg.heads
+
+
+def test_quick_and_ema_stages_share_one_recipe() -> None:
+    """equivalence.md puts their A2 and EMA rows in one table; that is fair only if so."""
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    quick, stages = load_config(root / "quick.yaml"), load_config(root / "ema_stages.yaml")
+    assert quick.data == stages.data and quick.model == stages.model
+    differing = {
+        f.name
+        for f in dataclasses.fields(quick.train)
+        if getattr(quick.train, f.name) != getattr(stages.train, f.name)
+    }
+    assert differing <= {"eval_interval"}  # intermediate evaluations do not change training
+    assert quick.head("ema").params == {"bases": 16}
+    assert stages.head("ema-t1").params == {"bases": 16, "stages": 1}
 
 
 @pytest.mark.parametrize(

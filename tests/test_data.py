@@ -45,6 +45,32 @@ def test_synthetic_is_deterministic_and_split_dependent():
     assert not np.array_equal(a.sample(0)[0], other_seed.sample(0)[0])
 
 
+def test_synthetic_cache_returns_the_rendered_pixels_and_stays_bounded(monkeypatch):
+    from attnbench.data import synthetic
+
+    cache = synthetic.RenderCache(max_bytes=3 * (3 * 32 * 32 * 4 + 32 * 32))
+    monkeypatch.setattr(synthetic, "_RENDERED", cache)
+    ds = SyntheticShapes("train", size=6, image_size=32)
+    for i in range(6):
+        image, label = ds[i]
+        fresh_image, fresh_label, _ = ds.sample(i)
+        assert torch.equal(image, torch.from_numpy(fresh_image))
+        assert torch.equal(label, torch.from_numpy(fresh_label).long())
+        image.mul_(0)  # a caller writing into its item must not reach the cache
+    assert len(cache) == 3 and cache.bytes <= cache.max_bytes  # the rest is not kept
+    again = SyntheticShapes("train", size=6, image_size=32)
+    for i in range(6):
+        assert torch.equal(again[i][0], torch.from_numpy(ds.sample(i)[0]))
+    # Any parameter that changes the pixels is part of the key.
+    other = SyntheticShapes("train", size=6, image_size=32, kind_cue="colour")
+    assert not torch.equal(other[0][0], again[0][0])
+    assert len(cache) == 3
+    cache.clear()
+    assert ds.render_all(show=False) == 3 and len(cache) == 3  # as many as fit
+    cache.max_bytes *= 3
+    assert ds.render_all(show=False) == 6
+
+
 def test_synthetic_labels_follow_the_pairing_rule():
     ds = SyntheticShapes("train", size=60, image_size=64)
     for i in range(len(ds)):

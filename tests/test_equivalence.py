@@ -71,7 +71,7 @@ def test_report_matches_measurement(tmp_path: pathlib.Path, result: dict) -> Non
     out = tmp_path / "out"
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    args = parser.parse_args(["--out", str(out), "--quick-runs", str(runs)])
+    args = parser.parse_args(["--out", str(out), "--runs", str(runs), str(tmp_path / "none.csv")])
     assert command(args) == 0
     md = (out / "equivalence.md").read_text()
     assert (out / "equivalence.png").stat().st_size > 1000
@@ -91,18 +91,18 @@ def test_report_matches_measurement(tmp_path: pathlib.Path, result: dict) -> Non
         assert f"| {t:g} | {gap:.3e} |" in md
     assert "torch " in md and "device cpu" in md and "seed 0" in md
 
-    assert "| a2 | a2 | - | 42.00 ± 2.83 | 2 |" in md
-    assert "| ema | ema | - | 51.00 ± 1.41 | 2 |" in md
-    assert "| ema | ema | eval_stages=1 | 49.00 ± n/a | 1 |" in md
-    assert "| ema | ema-t1 | - | 47.50 ± n/a | 1 |" in md
-    assert "nonlocal" not in md
+    assert "| quick | a2 | a2 | 42.00 ± 2.83 | 2 |" in md
+    assert "| quick | ema | ema | 51.00 ± 1.41 | 2 |" in md  # the eval_stages=1 row left out
+    assert "| quick | ema | ema-t1 | 47.50 ± n/a | 1 |" in md
+    assert "nonlocal" not in md and "eval_stages" not in md
+    assert f"No runs found at `{tmp_path / 'none.csv'}`." in md
 
 
 def test_report_without_runs(tmp_path: pathlib.Path) -> None:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    assert parser.parse_args([]).quick_runs == "results/quick/runs.csv"
+    assert parser.parse_args([]).runs == ["results/quick/runs.csv", "results/ema_stages/runs.csv"]
     missing = tmp_path / "missing.csv"
-    args = parser.parse_args(["--out", str(tmp_path), "--quick-runs", str(missing)])
+    args = parser.parse_args(["--out", str(tmp_path), "--runs", str(missing)])
     assert command(args) == 0
     assert "No runs found" in (tmp_path / "equivalence.md").read_text()

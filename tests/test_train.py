@@ -4,12 +4,14 @@ evaluation with flip and scales, atomic files and checkpoints."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+import modules
 from attnbench import checkpoint
 from attnbench.errors import UserError
 from attnbench.sampling import IterationBatches, SeededSamples, derive_seed, eval_loader
@@ -146,8 +148,6 @@ def test_loss_ignores_255_and_weights_aux() -> None:
 
 
 def test_one_iteration_sets_lr_and_skips_frozen_parameters() -> None:
-    from types import SimpleNamespace
-
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
     model[0].weight.requires_grad_(False)
     cfg = SimpleNamespace(train=SimpleNamespace(lr=0.1, momentum=0.9, weight_decay=0.0))
@@ -216,3 +216,44 @@ def test_batches_are_the_same_with_data_workers() -> None:
     assert len(inline) == 5 and inline[0].shape == (2, 3)
     assert all(torch.equal(a, b) for a, b in zip(batches(2, 0), inline, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(batches(0, 3), inline[3:], strict=True))
+
+
+@pytest.mark.parametrize("name", modules.available())
+def test_every_head_trains_in_channels_last_under_bf16_autocast(name: str, monkeypatch) -> None:
+    """The CUDA recipe's numerics (bf16 autocast, channels_last input), run on CPU.
+
+    The CUDA kernels differ, but the dtype handling is the same code: every head must
+    give a finite loss and finite gradients, and close to its float32 prediction.
+    """
+    from attnbench import train as train_mod
+    from attnbench.config import BackboneConfig, HeadConfig, ModelConfig
+    from attnbench.model import build_model
+
+    monkeypatch.setattr(
+        train_mod, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16)
+    )
+    cfg = ModelConfig(
+        backbone=BackboneConfig(depth=18, output_stride=8, width=8),
+        head=HeadConfig(channels=16, dropout=0.0),
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg, 5, name).to(memory_format=torch.channels_last)
+    for p in model.parameters():  # zero-initialised scales would hide the module
+        if p.requires_grad and p.abs().sum() == 0:
+            torch.nn.init.constant_(p, 0.5)
+    images = torch.randn(2, 3, 40, 40).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 5, (2, 40, 40))
+    model.eval()
+    with torch.no_grad():
+        reference = model(images.contiguous())["out"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(images)["out"]
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), reference, atol=0.1 * reference.abs().max().item())
+    model.train()
+    recipe = SimpleNamespace(train=SimpleNamespace(lr=0.01, momentum=0.9, weight_decay=0.0))
+    opt = build_optimizer(model, recipe)  # type: ignore[arg-type]
+    loss = train_one_iteration(model, opt, images, labels, lr=0.01, aux_weight=0.4, amp=True)
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
