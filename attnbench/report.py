@@ -297,7 +297,9 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
         "- MACs: multiply-accumulates of the head (context module included) per image, in "
         "units of 10^9 (GMACs), at the resolution above; parameters of the head in millions.",
         f"- train memory: mean over seeds, {memory_text}.",
-        "- train img/s: training throughput, mean over seeds.",
+        "- train img/s: training throughput, mean over seeds; it counts loading each batch "
+        "(synthetic images are drawn once, before the first run) and leaves out "
+        "evaluations and checkpoints.",
         "",
     ]
 
