@@ -183,10 +183,17 @@ def describe(
         + (sweep if e.sweep_param else ""),
         f"checkpoints every {t.checkpoint_interval} iterations and at the end",
         "",
-        f"{'head':<16} {'module':<10} {'seed':>4}  {'state':<7} folder",
     ]
-    for p in planned:
-        params = ", ".join(f"{k}={v}" for k, v in p.head.params.items())
-        module = f"{p.head.module}({params})" if params else p.head.module
-        lines.append(f"{p.head.name:<16} {module:<10} {p.seed:>4}  {p.status:<7} {p.run_dir}")
+    modules_text = [_module_text(p.head) for p in planned]
+    name_w = max([len("head"), *(len(p.head.name) for p in planned)])
+    module_w = max([len("module"), *map(len, modules_text)])
+    lines.append(f"{'head':<{name_w}}  {'module':<{module_w}}  {'seed':>4}  {'state':<7}  folder")
+    for p, module in zip(planned, modules_text, strict=True):
+        name = f"{p.head.name:<{name_w}}"
+        lines.append(f"{name}  {module:<{module_w}}  {p.seed:>4}  {p.status:<7}  {p.run_dir}")
     return "\n".join(lines)
+
+
+def _module_text(head: HeadSpec) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in head.params.items())
+    return f"{head.module}({params})" if params else head.module

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,14 @@ def _render_synthetic(*datasets: Any, show: bool) -> None:
 
     for dataset in datasets:
         if isinstance(dataset, SyntheticShapes):
-            dataset.render_all(show=show)
+            started = time.perf_counter()
+            cached = dataset.render_all(show=show)
+            if show:
+                print(
+                    f"{dataset.split} images: {cached} of {len(dataset)} drawn into memory "
+                    f"in {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
 
 
 def _check_machine_and_data(

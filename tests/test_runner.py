@@ -266,8 +266,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
 ) -> None:
     heads = "  - {name: base, module: none}\n  - {name: nl, module: nonlocal}"
     path = write_yaml(tmp_path, heads=heads, iterations=7)
-    assert run(path, "--dry-run", "--heads", "nl", "--set", "seeds=[1, 2]") == 0
+    override = ("--set", "seeds=[1, 2]", "--set", "heads.1.params.reduction=4")
+    assert run(path, "--dry-run", "--heads", "nl", *override) == 0
     out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("head "))
+    rows = [line for line in out.splitlines() if "runs/nl/" in line]
+    assert len(rows) == 2 and "nonlocal(reduction=4)" in rows[0]
+    for column in ("state", "folder"):  # columns line up, whatever the module text
+        at = header.index(column)
+        assert all(row[at - 2 : at] == "  " and row[at] != " " for row in rows), column
+    assert all(row[header.index("seed") + 3].isdigit() for row in rows)  # right-aligned
     assert "7 iterations" in out and "batch 2" in out and "device: cpu" in out
     assert "runs/nl/seed1" in out and "runs/nl/seed2" in out and "nonlocal" in out
     assert "runs/base" not in out
