@@ -1,24 +1,65 @@
 """`python -m attnbench <command>`: one entry point, one sub-command per job.
 
-Each sub-command lives in its own module, which provides `configure_parser(parser)`
-and `command(args) -> int`; modules are imported only when their command runs.
+The table below says which module serves which command. Each provides
+`configure_parser(parser)` and `command(args) -> int`, and is imported only when
+its command runs, so that `--help` or `data` do not wait for torch and matplotlib.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from collections.abc import Callable
 
 from .errors import UserError
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("attnbench.runner", "train and evaluate every head of an experiment YAML"),
-    "report": ("attnbench.report", "rebuild the tables and figures of results/<experiment>"),
-    "profile": ("attnbench.profile", "MACs, parameters, memory and latency of every module"),
-    "equivalence": ("attnbench.equivalence", "EMA (one stage) against A2: the measured gap"),
-    "data": ("attnbench.data.download", "download and lay out Pascal VOC 2012 + SBD"),
-    "readme": ("attnbench.readme", "copy results/quick's summary and figures into README.md"),
+Setup = Callable[[argparse.ArgumentParser], None]
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _run() -> tuple[Setup, Handler]:
+    from .train.command import command, configure_parser
+
+    return configure_parser, command
+
+
+def _report() -> tuple[Setup, Handler]:
+    from .report.command import command, configure_parser
+
+    return configure_parser, command
+
+
+def _profile() -> tuple[Setup, Handler]:
+    from .cost.command import command, configure_parser
+
+    return configure_parser, command
+
+
+def _equivalence() -> tuple[Setup, Handler]:
+    from .studies.equivalence import command, configure_parser
+
+    return configure_parser, command
+
+
+def _data() -> tuple[Setup, Handler]:
+    from .data.download import command, configure_parser
+
+    return configure_parser, command
+
+
+def _readme() -> tuple[Setup, Handler]:
+    from .report.readme import command, configure_parser
+
+    return configure_parser, command
+
+
+COMMANDS: dict[str, tuple[Callable[[], tuple[Setup, Handler]], str]] = {
+    "run": (_run, "train and evaluate every head of an experiment YAML"),
+    "report": (_report, "rebuild the tables and figures of results/<experiment>"),
+    "profile": (_profile, "MACs, parameters, memory and latency of every module"),
+    "equivalence": (_equivalence, "EMA (one stage) against A2: the measured gap"),
+    "data": (_data, "download and lay out Pascal VOC 2012 + SBD"),
+    "readme": (_readme, "copy results/quick's summary and figures into README.md"),
 }
 
 
@@ -26,14 +67,14 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or with `chosen`, one that imports only that command's module."""
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (load, help_text) in COMMANDS.items():
         if chosen is not None and name != chosen:
             sub.add_parser(name, help=help_text)
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        module.configure_parser(p)
-        p.set_defaults(handler=module.command)
+        configure_parser, handler = load()
+        configure_parser(p)
+        p.set_defaults(handler=handler)
     return parser
 
 

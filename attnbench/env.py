@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import TrainConfig
 from .distributed import DistInfo
 from .errors import UserError
+from .experiment.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

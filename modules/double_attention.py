@@ -14,7 +14,7 @@ Defaults: c_m = c_n = C // 4 (at least 1), gather="softmax".
 
 gather="responsibility" replaces softmax_N(B) by R / (eps + sum_N R) with
 R = softmax_{c_n}(B), eps = 1e-6: the normalisation of one EM step, under which
-the gather equals the M-step of EM attention (see attnbench/equivalence.py).
+the gather equals the M-step of EM attention (see attnbench/studies/equivalence.py).
 The eps is the one the EMA unit uses, so the two agree to rounding.
 
 Public extra: `context(x)` returns Z as (B, c_m, H, W), the block before W and

@@ -1,0 +1,1 @@
+"""`profile`: MACs, parameters, memory and latency of every module and head."""

@@ -1,0 +1,373 @@
+"""Experiment configuration: YAML into typed, frozen dataclasses.
+
+Every YAML key is a dataclass field; an unknown key, a wrong type or a bad value
+raises `ConfigError` naming the file, the key path and what was expected.
+Overrides use the same key paths: `--set train.lr=0.02 --set heads.0.params.stages=1`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import modules
+
+from ..errors import UserError
+
+
+class ConfigError(UserError):
+    """A config file or override that does not describe a valid experiment."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"  # "synthetic" | "voc"
+    root: str | None = None  # VOC: folder holding VOCdevkit/VOC2012 (or VOC2012 itself)
+    train_split: str = "train"  # VOC: "train" | "trainaug"
+    val_split: str = "val"
+    crop_size: int = 512
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    num_workers: int = 0
+    image_size: int = 64  # synthetic only
+    train_size: int = 2048  # synthetic only
+    val_size: int = 128  # synthetic only
+    kind_cue: str = "shape"  # synthetic only: "shape" | "colour" (see data/synthetic.py)
+    shape_size: tuple[float, float] = (0.10, 0.16)  # synthetic only: radius / image size
+    data_seed: int = 0
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    depth: int = 50
+    output_stride: int = 8
+    deep_stem: bool = False
+    width: int = 64
+    pretrained: str | None = None  # local torchvision-format checkpoint
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    channels: int = 512
+    concat_input: bool = True
+    dropout: float = 0.1
+    aux: bool = True
+    aux_weight: float = 0.4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 20000
+    batch_size: int = 16  # global, split over ranks
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    eval_interval: int = 0  # 0: evaluate at the end only
+    checkpoint_interval: int = 1000
+    log_interval: int = 20
+    amp: bool = True  # bf16 autocast, CUDA only
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    threads: int = 0  # 0: torch's default
+    sync_bn: bool = True  # distributed runs only
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 1
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    # After training, set this attribute of the context module to each value and evaluate again.
+    sweep_param: str | None = None
+    sweep_values: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    module: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # None: the experiment's seeds
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    heads: tuple[HeadSpec, ...]
+    seeds: tuple[int, ...] = (0,)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "results"
+
+    def head(self, name: str) -> HeadSpec:
+        for spec in self.heads:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def seeds_of(self, spec: HeadSpec) -> tuple[int, ...]:
+        return spec.seeds if spec.seeds is not None else self.seeds
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read, override, type-check and validate an experiment YAML."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(
+            f"{where}{line}: not valid YAML: {getattr(err, 'problem', err)}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys at the top level")
+    for item in overrides:
+        _apply_override(raw, item, where)
+    cfg = _build(ExperimentConfig, raw, "", where)
+    _validate(cfg, where)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """A plain, YAML-safe dict of a config (tuples become lists)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def _apply_override(raw: dict, item: str, where: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    value = yaml.safe_load(text) if text else None
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        prefix = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(part, node, prefix)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {prefix} is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(last, node, key)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(part: str, node: list, prefix: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {prefix}: expected an index below {len(node)}")
+    return int(part)
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _build(tp: Any, value: Any, key: str, where: str) -> Any:
+    """Convert a YAML value to type `tp`, or raise naming the key path."""
+    label = f"{where}: {key or '(top level)'}"
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{label}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{where}: {_join(key, unknown[0])}: unknown key; valid keys: {', '.join(fields)}"
+            )
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = _build(hints[name], value[name], _join(key, name), where)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: {_join(key, name)}: required key is missing")
+        return tp(**kwargs)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _build(inner[0], value, key, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            value = [value] if args[-1] is Ellipsis else value
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{label}: expected a list, got {value!r}")
+        if args[-1] is Ellipsis:
+            return tuple(_build(args[0], v, f"{key}.{i}", where) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{label}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _build(a, v, f"{key}.{i}", where)
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{label}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{label}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+_CHOICES = {
+    "data.dataset": ("synthetic", "voc"),
+    "data.train_split": ("train", "trainaug"),
+    "data.kind_cue": ("shape", "colour"),
+    "data.val_split": ("val", "train", "trainval"),
+    "model.backbone.depth": (18, 34, 50, 101),
+    "model.backbone.output_stride": (8, 16, 32),
+}
+
+
+def _validate(cfg: ExperimentConfig, where: str) -> None:
+    for key, choices in _CHOICES.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in choices:
+            valid = ", ".join(map(str, choices))
+            raise ConfigError(f"{where}: {key}: expected one of {valid}, got {value!r}")
+    positive = {
+        "train.iterations": cfg.train.iterations,
+        "train.batch_size": cfg.train.batch_size,
+        "train.checkpoint_interval": cfg.train.checkpoint_interval,
+        "train.log_interval": cfg.train.log_interval,
+        "train.lr": cfg.train.lr,
+        "eval.batch_size": cfg.eval.batch_size,
+        "data.crop_size": cfg.data.crop_size,
+        "data.image_size": cfg.data.image_size,
+        "data.train_size": cfg.data.train_size,
+        "data.val_size": cfg.data.val_size,
+        "model.backbone.width": cfg.model.backbone.width,
+        "model.head.channels": cfg.model.head.channels,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}: {key}: expected a positive number, got {value!r}")
+    non_negative = {
+        "train.eval_interval": cfg.train.eval_interval,
+        "train.threads": cfg.train.threads,
+        "train.momentum": cfg.train.momentum,
+        "train.weight_decay": cfg.train.weight_decay,
+        "train.poly_power": cfg.train.poly_power,
+        "data.num_workers": cfg.data.num_workers,
+        "data.data_seed": cfg.data.data_seed,
+        "model.head.aux_weight": cfg.model.head.aux_weight,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{where}: {key}: expected a number >= 0, got {value!r}")
+    if not 0.0 <= cfg.model.head.dropout < 1.0:
+        raise ConfigError(
+            f"{where}: model.head.dropout: expected 0 <= p < 1, got {cfg.model.head.dropout!r}"
+        )
+    if not cfg.eval.scales or min(cfg.eval.scales) <= 0:
+        raise ConfigError(
+            f"{where}: eval.scales: expected a list of positive scales, got {list(cfg.eval.scales)}"
+        )
+    if not cfg.train.device.startswith(("auto", "cpu", "cuda")):
+        raise ConfigError(f"{where}: train.device: expected auto, cpu or cuda[:N]")
+    small, large = cfg.data.shape_size
+    if not 0.02 <= small <= large <= 0.25:
+        raise ConfigError(
+            f"{where}: data.shape_size: expected 0.02 <= low <= high <= 0.25, got {small}, {large}"
+        )
+    low, high = cfg.data.scale_range
+    if not 0 < low <= high:
+        raise ConfigError(f"{where}: data.scale_range: expected 0 < low <= high, got {low}, {high}")
+    if cfg.data.dataset == "voc":
+        _validate_voc_root(cfg.data.root, where)
+    if cfg.model.backbone.pretrained and not Path(cfg.model.backbone.pretrained).is_file():
+        raise ConfigError(
+            f"{where}: model.backbone.pretrained: no such checkpoint file "
+            f"{cfg.model.backbone.pretrained!r}"
+        )
+    if not cfg.heads:
+        raise ConfigError(f"{where}: heads: expected at least one head")
+    if not cfg.seeds:
+        raise ConfigError(f"{where}: seeds: expected at least one seed")
+    if bool(cfg.eval.sweep_param) != bool(cfg.eval.sweep_values):
+        raise ConfigError(f"{where}: eval.sweep_param and eval.sweep_values go together")
+    seen: set[str] = set()
+    for i, spec in enumerate(cfg.heads):
+        key = f"heads.{i}"
+        if not spec.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: {key}.name: expected letters, digits, '-' or '_'")
+        if spec.name in seen:
+            raise ConfigError(f"{where}: {key}.name: head {spec.name!r} is named twice")
+        seen.add(spec.name)
+        if spec.module not in modules.REGISTRY:
+            valid = ", ".join(modules.available())
+            raise ConfigError(
+                f"{where}: {key}.module: unknown module {spec.module!r}; valid: {valid}"
+            )
+        valid_params = modules.hyper_parameters(spec.module)
+        for param in spec.params:
+            if param not in valid_params:
+                raise ConfigError(
+                    f"{where}: {key}.params.{param}: module {spec.module!r} has no such "
+                    f"hyper-parameter; valid: {', '.join(valid_params) or '(none)'}"
+                )
+        try:
+            modules.build(spec.module, cfg.model.head.channels, **spec.params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: {key}.params: {err}") from None
+        if spec.seeds is not None and not spec.seeds:
+            raise ConfigError(f"{where}: {key}.seeds: expected at least one seed")
+
+
+def _validate_voc_root(root: str | None, where: str) -> None:
+    if not root:
+        raise ConfigError(f"{where}: data.root: the voc dataset needs a root folder")
+    if not Path(root).is_dir():
+        raise ConfigError(
+            f"{where}: data.root: no VOC data at {root!r}; expected "
+            f"{root}/VOCdevkit/VOC2012/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}}; "
+            f"get it with: python -m attnbench data voc --root {root}"
+        )

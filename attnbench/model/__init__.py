@@ -1,0 +1,1 @@
+"""The network: a dilated ResNet backbone, the shared head around a context module."""

@@ -1,0 +1,1 @@
+"""`report` and `readme`: runs.csv and curves.csv, seed statistics, tables and figures."""

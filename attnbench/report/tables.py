@@ -1,0 +1,95 @@
+"""runs.csv and curves.csv of an experiment, rebuilt from every run's metrics.json and log.
+
+Long format: one value per row, so the report can pivot as it likes.
+The tables are rebuilt from scratch each time, from every (head, seed) of the config
+that has a metrics.json, so a killed experiment's finished runs are always listed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..experiment.config import ExperimentConfig
+from ..experiment.layout import run_dir
+from ..files import atomic_write_text, read_json, read_log
+
+RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "class_name", "value")
+CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
+
+SCORES = ("mIoU", "pixel_acc", "mean_acc")
+COSTS = ("params", "params_module", "macs", "macs_module")
+TRAINING = ("train_time_s", "train_images_per_s", "iterations", "train_memory_mb")
+
+
+def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
+    """The runs.csv rows of one metrics.json."""
+    base = [metrics["experiment"], metrics["head"], metrics["module"], metrics["seed"]]
+
+    def row(setting: str, metric: str, value: Any, class_name: str = "") -> list[Any]:
+        return [*base, setting, metric, class_name, _cell(value)]
+
+    if metrics.get("status") == "diverged":
+        yield row("", "diverged", metrics["diverged_at"])
+        for key in COSTS:
+            yield row("", key, metrics.get(key))
+        return
+    for setting, scores in [("", metrics), *((s["setting"], s) for s in metrics.get("sweep", []))]:
+        for key in SCORES:
+            yield row(setting, key, scores[key])
+        for name, value in scores["iou"].items():
+            yield row(setting, "iou", value, name)
+        if setting == "":
+            for key in (*TRAINING, *COSTS):
+                yield row("", key, metrics.get(key))
+
+
+def curve_rows(
+    experiment: str, head: str, seed: int, log: Iterable[dict[str, Any]]
+) -> Iterator[list[Any]]:
+    """loss and lr of every logged training interval, mIoU of every evaluation."""
+    for record in log:
+        event, it = record.get("event"), record.get("iteration")
+        if event == "train":
+            yield [experiment, head, seed, it, "loss", _cell(record.get("loss"))]
+            yield [experiment, head, seed, it, "lr", _cell(record.get("lr"))]
+        elif event in ("eval", "final"):
+            yield [experiment, head, seed, it, "mIoU", _cell(record.get("mIoU"))]
+
+
+def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:
+    """Write runs.csv and curves.csv under results/<exp>; returns both paths and the run count."""
+    exp_dir = Path(cfg.output_dir) / cfg.name
+    runs, curves, count = [], [], 0
+    for spec in cfg.heads:
+        for seed in cfg.seeds_of(spec):
+            directory = run_dir(cfg, spec.name, seed)
+            metrics = read_json(directory / "metrics.json")
+            if not isinstance(metrics, dict) or "status" not in metrics:
+                continue
+            count += 1
+            runs.extend(run_rows(metrics))
+            log = read_log(directory / "log.jsonl")
+            curves.extend(curve_rows(cfg.name, spec.name, seed, log))
+    runs_path, curves_path = exp_dir / "runs.csv", exp_dir / "curves.csv"
+    atomic_write_text(runs_path, _csv(RUN_COLUMNS, runs))
+    atomic_write_text(curves_path, _csv(CURVE_COLUMNS, curves))
+    return runs_path, curves_path, count
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
+
+
+def _csv(header: tuple[str, ...], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""`run`: train and evaluate every (head, seed) of an experiment."""

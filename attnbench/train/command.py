@@ -1,0 +1,212 @@
+"""`python -m attnbench run experiment.yaml`: train and evaluate every head x seed.
+
+    python -m attnbench run experiments/quick.yaml --set train.iterations=200 --heads none,ema
+    torchrun --nproc_per_node 4 -m attnbench run experiments/voc_heads.yaml
+
+Everything is checked before anything is written: the config, --heads, the device,
+the batch split over processes, the dataset files, and that no run folder holds a
+run of another config. Then, per run, under results/<exp>/runs/<head>/seed<k>/:
+config.yaml (the run's resolved config, loadable by itself), env.json, log.jsonl,
+checkpoints/last.pt and, last, metrics.json, which marks the run as done. The
+same command run again skips done runs and resumes unfinished ones from their
+checkpoint. A run whose loss becomes NaN is recorded as diverged and the next run
+starts. At the end runs.csv and curves.csv are rebuilt and the report written.
+
+Distributed: each rank trains on its slice of every global batch, and evaluates
+every world_size-th validation image; the confusion matrices are summed over the
+ranks. Only rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import distributed, env, files
+from ..distributed import DistInfo
+from ..errors import UserError
+from ..experiment.config import ExperimentConfig, dump_config, load_config
+from ..experiment.plan import describe, plan_runs
+from ..report import tables
+from .loop import RunSpec
+from .run import run_one
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment YAML (see experiments/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by its key path, e.g. train.lr=0.02 (repeatable)",
+    )
+    p.add_argument("--heads", metavar="A,B", help="run only these heads (comma-separated names)")
+    p.add_argument("--output-dir", help="write under this folder instead of the config's")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit; write nothing")
+    p.add_argument("--no-report", action="store_true", help="skip summary.md, report.md, figures")
+
+
+def command(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.output_dir:
+        cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
+    return run_experiment(
+        cfg, heads, config_path=args.config, dry_run=args.dry_run, report=not args.no_report
+    )
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    heads: list[str] | None = None,
+    config_path: str | Path = "config",
+    *,
+    dry_run: bool = False,
+    report: bool = True,
+) -> int:
+    """Train and evaluate the planned runs, then write runs.csv, curves.csv and the report."""
+    from ..data import dataset_info
+
+    where = str(config_path)
+    info = distributed.from_environment()
+    planned = plan_runs(cfg, heads, where)
+    device, train_set, val_set = _check_machine_and_data(cfg, info, where)
+    classes = dataset_info(cfg.data)
+    if dry_run:
+        if info.is_main:
+            print(
+                describe(
+                    cfg,
+                    planned,
+                    device=str(device),
+                    world_size=info.world_size,
+                    num_classes=classes.num_classes,
+                    train_images=len(train_set),
+                    val_images=len(val_set),
+                )
+            )
+        return 0
+
+    exp_dir = Path(cfg.output_dir) / cfg.name
+    if any(p.status != "done" for p in planned):
+        _render_synthetic(train_set, val_set, show=info.is_main)
+    distributed.init(info, device)
+    try:
+        with env.numerics(device, cfg.train.threads):
+            if info.is_main:
+                files.atomic_write_text(exp_dir / "config.yaml", dump_config(cfg))
+            for p in planned:
+                if p.status == "done":
+                    _say(info, f"{p.head.name} seed{p.seed}: done before, skipped")
+                    continue
+                run = RunSpec(cfg, p.head, p.seed, p.run_dir, device, info)
+                metrics = run_one(run, train_set, val_set, classes.class_names)
+                _say(info, _one_line(run, metrics))
+                distributed.barrier()
+    finally:
+        if info.is_main:
+            runs_csv, _, count = tables.write_tables(cfg)
+        distributed.shutdown()
+    if info.is_main:
+        print(f"wrote {runs_csv} ({count} runs) and curves.csv")
+        if report:
+            _build_report(exp_dir)
+    return 0
+
+
+def _render_synthetic(*datasets: Any, show: bool) -> None:
+    from ..data.synthetic import SyntheticShapes
+
+    for dataset in datasets:
+        if isinstance(dataset, SyntheticShapes):
+            started = time.perf_counter()
+            cached = dataset.render_all(show=show)
+            if show:
+                print(
+                    f"{dataset.split} images: {cached} of {len(dataset)} drawn into memory "
+                    f"in {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
+
+
+def _check_machine_and_data(
+    cfg: ExperimentConfig, info: DistInfo, where: str
+) -> tuple[torch.device, Any, Any]:
+    """The device and both datasets, or a UserError naming the key that does not fit."""
+    from ..data import build_dataset
+
+    try:
+        device = env.resolve_device(cfg.train, info)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+    if cfg.train.batch_size % info.world_size:
+        raise UserError(
+            f"{where}: train.batch_size: {cfg.train.batch_size} does not split evenly over "
+            f"{info.world_size} processes"
+        )
+    if cfg.data.dataset == "voc" and cfg.eval.batch_size > 1:
+        raise UserError(
+            f"{where}: eval.batch_size: expected 1 for voc, whose images differ in size "
+            "(evaluation is on whole images)"
+        )
+    train_set = build_dataset(cfg.data, "train", train=True)
+    val_set = build_dataset(cfg.data, "val", train=False)
+    if cfg.model.backbone.pretrained:
+        _check_pretrained(cfg, where)
+    if len(train_set) < cfg.train.batch_size:
+        raise UserError(
+            f"{where}: train.batch_size: {cfg.train.batch_size} is more than the "
+            f"{len(train_set)} training images"
+        )
+    return device, train_set, val_set
+
+
+def _check_pretrained(cfg: ExperimentConfig, where: str) -> None:
+    """Load the checkpoint into a throwaway backbone now, before any file is written."""
+    from ..model.backbone import ResNet, load_torchvision_checkpoint
+
+    bb = cfg.model.backbone
+    backbone = ResNet(
+        bb.depth, output_stride=bb.output_stride, deep_stem=bb.deep_stem, width=bb.width
+    )
+    try:
+        load_torchvision_checkpoint(backbone, bb.pretrained)
+    except UserError as err:
+        raise UserError(f"{where}: model.backbone.pretrained: {err}") from None
+
+
+def _one_line(run: RunSpec, metrics: dict[str, Any]) -> str:
+    if metrics["status"] == "diverged":
+        return f"{run.label}: diverged ({metrics['error']})"
+    return (
+        f"{run.label}: mIoU {metrics['mIoU']:.2f}  pixel acc {metrics['pixel_acc']:.2f}  "
+        f"mean acc {metrics['mean_acc']:.2f}  ({metrics['iterations']} it, "
+        f"{metrics['train_time_s']:.1f} s, {metrics['train_images_per_s'] or 0:.1f} img/s)"
+    )
+
+
+def _say(info: DistInfo, text: str) -> None:
+    if info.is_main:
+        print(text, flush=True)
+
+
+def _build_report(exp_dir: Path) -> None:
+    try:
+        from ..report.command import build_report
+    except ImportError as err:
+        print(f"warning: no report ({err})", file=sys.stderr)
+        return
+    try:
+        path = build_report(exp_dir)
+    except Exception as err:  # the results are written; a failing figure must not hide them
+        print(f"warning: report failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return
+    print(f"wrote {path} and {path.with_name('summary.md')}")

@@ -1,0 +1,272 @@
+"""Iteration-based training and whole-image evaluation of one Segmenter.
+
+The recipe (SPEC.md, "Reference training recipe"): SGD with momentum and weight
+decay, poly learning-rate decay lr * (1 - it / iters) ** power, cross-entropy with
+ignore index 255 on the main output plus `aux_weight` times the same loss on the
+auxiliary output. Training is resumable: a checkpoint every `checkpoint_interval`
+iterations and at the end holds all the state (see checkpoint.py), and the batches
+depend only on (seed, iteration) (see sampling.py), so a killed run that is
+started again finishes exactly as an uninterrupted one would on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from .. import distributed, files
+from ..data import sampling
+from ..distributed import DistInfo
+from ..env import autocast
+from ..experiment.config import ExperimentConfig, HeadSpec
+from ..progress import Progress
+from . import checkpoint
+from .evaluate import evaluate
+from .metrics import IGNORE_INDEX
+
+
+class Diverged(Exception):
+    """The training loss stopped being a finite number."""
+
+    def __init__(self, iteration: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at iteration {iteration}")
+        self.iteration = iteration
+        self.loss = loss
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (head, seed) run: its config, where its files go and what it runs on."""
+
+    cfg: ExperimentConfig
+    head: HeadSpec
+    seed: int
+    run_dir: Path
+    device: torch.device
+    dist: DistInfo = field(default_factory=DistInfo)
+
+    @property
+    def label(self) -> str:
+        return f"{self.head.name} seed{self.seed}"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "log.jsonl"
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda"
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    train_time_s: float
+    curve: list[dict[str, float]]  # {"iteration", "mIoU", ...} at every eval_interval
+    cuda_peak_bytes: int | None
+
+
+def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
+    """Learning rate of 0-based `iteration` out of `total`."""
+    return base_lr * (1.0 - iteration / total) ** power
+
+
+def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.SGD:
+    # Frozen parameters (e.g. EMA's conv1) get no update and no weight decay.
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = cfg.train
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def segmentation_loss(
+    outputs: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float
+) -> torch.Tensor:
+    loss = F.cross_entropy(outputs["out"], labels, ignore_index=IGNORE_INDEX)
+    if "aux" in outputs:
+        aux = F.cross_entropy(outputs["aux"], labels, ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * aux
+    return loss
+
+
+def train_one_iteration(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lr: float,
+    aux_weight: float,
+    amp: bool = False,
+) -> torch.Tensor:
+    """One SGD step at learning rate `lr`; returns the (detached) loss of the batch."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(images.device, amp):
+        outputs = model(images)  # {"out": (B, K, H, W), "aux": (B, K, H, W)}
+        loss = segmentation_loss(outputs, labels, aux_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def validation_loader(run: RunSpec, val_set: Dataset) -> DataLoader:
+    """This rank's share of the validation images, in a fixed order."""
+    cfg, info = run.cfg, run.dist
+    pin = run.device.type == "cuda"
+    return sampling.eval_loader(
+        val_set, cfg.eval.batch_size, cfg.data.num_workers, pin, info.rank, info.world_size
+    )
+
+
+def train(
+    run: RunSpec, model: nn.Module, train_set: Dataset, val_set: Dataset, num_classes: int
+) -> TrainResult:
+    """Train `model` (already on run.device) to cfg.train.iterations, resuming if possible."""
+    cfg, t, info = run.cfg, run.cfg.train, run.dist
+    wrapped: nn.Module = model
+    optimizer = build_optimizer(model, cfg)
+    state = checkpoint.load_checkpoint(run.checkpoint_path, info.rank, info.world_size)
+    start, train_time, curve, cuda_peak = 0, 0.0, [], 0
+    loss_sum, loss_count = 0.0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, train_time, curve = state["iteration"], state["train_time_s"], state["curve"]
+        loss_sum, loss_count = state["loss_window"]
+        cuda_peak = state.get("cuda_peak_bytes") or 0
+        if info.is_main:
+            _truncate_log(run.log_path, start)
+    else:
+        if info.is_main:
+            # A fresh start over an old record (a finished run whose checkpoint is gone):
+            # the old log and metrics must not mix with, or outlive, the new run's.
+            (run.run_dir / "metrics.json").unlink(missing_ok=True)
+            run.log_path.unlink(missing_ok=True)
+        # Dropout differs between ranks; the data order does not depend on this generator.
+        torch.manual_seed(sampling.derive_seed(run.seed, 1, info.rank))
+    if info.enabled:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None
+        )
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+
+    batches = sampling.IterationBatches(
+        len(train_set), t.batch_size, run.seed, start, t.iterations, info.rank, info.world_size
+    )
+    loader = sampling.train_loader(
+        train_set, batches, run.seed, cfg.data.num_workers, run.device.type == "cuda"
+    )
+    val_loader = validation_loader(run, val_set)
+    progress = Progress(run.label, t.iterations, start, show=info.is_main)
+    wrapped.train()
+    tick = time.perf_counter()
+    for iteration, (images, labels) in enumerate(loader, start=start):
+        lr = poly_lr(t.lr, iteration, t.iterations, t.poly_power)
+        images = images.to(run.device, non_blocking=True)
+        labels = labels.to(run.device, non_blocking=True)
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = train_one_iteration(
+            wrapped,
+            optimizer,
+            images,
+            labels,
+            lr=lr,
+            aux_weight=cfg.model.head.aux_weight,
+            amp=t.amp,
+        )
+        loss_value = float(distributed.all_reduce_mean(loss.float()))
+        done = iteration + 1
+        if not math.isfinite(loss_value):
+            progress.close()
+            raise Diverged(done, loss_value)
+        loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+        progress.update(done, loss_value, lr)
+        if done % t.log_interval == 0 or done == t.iterations:
+            elapsed = train_time + time.perf_counter() - tick
+            log_event(
+                run,
+                {
+                    "event": "train",
+                    "iteration": done,
+                    "loss": loss_sum / loss_count,
+                    "lr": lr,
+                    "time_s": round(elapsed, 3),
+                },
+            )
+            loss_sum, loss_count = 0.0, 0
+        is_eval = t.eval_interval and done % t.eval_interval == 0 and done < t.iterations
+        is_checkpoint = done % t.checkpoint_interval == 0 or done == t.iterations
+        if is_eval or is_checkpoint:
+            train_time += time.perf_counter() - tick
+            if is_eval:
+                distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
+                scores = evaluate(model, val_loader, num_classes, amp=t.amp)
+                point = {"iteration": done, **_summary(scores)}
+                curve.append(point)
+                log_event(run, {"event": "eval", **point})
+            if run.device.type == "cuda":
+                cuda_peak = max(cuda_peak, torch.cuda.max_memory_allocated(run.device))
+            if is_checkpoint:
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "iteration": done,
+                    "train_time_s": train_time,
+                    "curve": curve,
+                    "loss_window": (loss_sum, loss_count),
+                    "cuda_peak_bytes": cuda_peak,
+                    "world_size": info.world_size,
+                }
+                checkpoint.save_checkpoint(run.checkpoint_path, state, is_main=info.is_main)
+            tick = time.perf_counter()
+    progress.close()
+    # DDP gives every forward rank 0's buffers; after the last one they differ again.
+    distributed.broadcast_buffers(model)
+    if run.device.type == "cuda":
+        cuda_peak = max(cuda_peak, torch.cuda.max_memory_allocated(run.device))
+    return TrainResult(
+        iterations=t.iterations,
+        train_time_s=train_time,
+        curve=curve,
+        cuda_peak_bytes=cuda_peak if run.device.type == "cuda" else None,
+    )
+
+
+def _summary(scores: dict[str, Any]) -> dict[str, float]:
+    return {k: scores[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
+
+
+def log_event(run: RunSpec, record: dict[str, Any]) -> None:
+    """Append one record to the run's log.jsonl (rank 0 only)."""
+    if not run.dist.is_main:
+        return
+    run.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with run.log_path.open("a") as f:
+        f.write(json.dumps(files.json_safe(record)) + "\n")
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop records written after the checkpoint we resume from: they will be written again."""
+    kept = [
+        r
+        for r in files.read_log(path)
+        if r.get("event") in ("train", "eval") and r.get("iteration", 0) <= iteration
+    ]
+    files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,167 @@
+"""Memory figures, timing, growth fits and the `profile` command in --quick mode."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import modules
+from attnbench.cost.command import _over_cap, command, configure_parser
+from attnbench.cost.memory import CPU_PEAK, inference_memory, saved_tensor_bytes, training_memory
+from attnbench.cost.report import fit_exponents, formula_limit
+from attnbench.cost.timing import time_callable
+from attnbench.errors import UserError
+
+
+def test_saved_bytes_count_activations_not_weights() -> None:
+    conv = nn.Conv2d(4, 4, 1)
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    # conv saves its input and its weight; the weight is the model's own, left out
+    assert saved_tensor_bytes(conv, x) == x.numel() * 4
+
+
+def test_saved_bytes_count_a_shared_storage_once() -> None:
+    class Twice(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x * x.view(-1).view_as(x)).sum()  # mul saves both views of x
+
+    x = torch.randn(2, 16, requires_grad=True)
+    assert saved_tensor_bytes(Twice(), x) == x.numel() * 4
+
+
+@pytest.mark.parametrize("name", ["nonlocal", "ccnet", "ema"])
+def test_memory_figures_are_positive_and_grow(name) -> None:
+    torch.manual_seed(0)
+    module = modules.build(name, 32)
+    figures = []
+    for size in (8, 16):
+        x = torch.randn(1, 32, size, size, requires_grad=True)
+        infer = inference_memory(module, x)
+        module.train()
+        figures.append((infer.bytes, saved_tensor_bytes(module, x), training_memory(module, x)))
+        assert infer.kind == CPU_PEAK and figures[-1][2].kind == CPU_PEAK
+    (i0, s0, t0), (i1, s1, t1) = figures
+    assert 0 < i0 < i1 and 0 < s0 < s1 and 0 < t0.bytes < t1.bytes
+    assert module.training and all(p.grad is None for p in module.parameters())
+
+
+def test_nonlocal_inference_memory_holds_the_attention_matrix() -> None:
+    x = torch.randn(1, 32, 24, 24)
+    n = 24 * 24
+    figure = inference_memory(modules.build("nonlocal", 32), x)
+    assert figure.bytes >= n * n * 4  # the (N, N) float32 attention exists at some point
+
+
+def test_time_callable_reports_median_and_spread() -> None:
+    a = torch.randn(64, 64)
+    lat = time_callable(lambda: a @ a, budget_s=0.05, min_samples=3, max_samples=10)
+    assert lat.median_s > 0 and lat.iqr_s >= 0 and 3 <= lat.samples <= 10 and lat.number >= 1
+
+
+def test_fit_recovers_known_exponents() -> None:
+    rows = []
+    for side in (8, 16, 32):
+        n = side * side
+        for metric, value in (("macs", 5 * n**2), ("macs_formula", 5 * n**2), ("lat_infer_ms", n)):
+            rows.append({"module": "m", "height": side, "width": side, "metric": metric,
+                         "value": value})  # fmt: skip
+    fits = fit_exponents(pd.DataFrame(rows), {"m": 2.0}).set_index("metric")
+    assert fits.loc["macs", "exponent_fit"] == pytest.approx(2.0)
+    assert fits.loc["macs", "formula_top"] == pytest.approx(2.0)
+    assert fits.loc["lat_infer_ms", "exponent_top"] == pytest.approx(1.0)
+    assert formula_limit(lambda h, w: (h * w) ** 1.5) == pytest.approx(1.5)
+    assert math.isnan(formula_limit(lambda h, w: 0))
+
+
+def test_sweep_cap_extrapolates_the_last_point() -> None:
+    def quadratic(h: int, w: int) -> int:
+        return (h * w) ** 2
+
+    def linear(h: int, w: int) -> int:
+        return h * w
+
+    caps = (1.0, 100.0)  # seconds, MB
+    # 8x8 -> 12x12 with MACs ~ N^2: 0.1 s * 5.06 = 0.51 s and 1 MB * 5.06: both fit
+    assert _over_cap([(64, 0.1, 1.0)], 144, quadratic, caps) is None
+    # 8x8 -> 32x32: 0.1 s * 256 breaks the time cap
+    assert "forward" in _over_cap([(64, 0.1, 1.0)], 1024, quadratic, caps)
+    # memory measured linear (10 -> 40 MB over 4x N): 40 MB * 64 breaks the memory cap
+    assert "memory" in _over_cap([(16, 1e-3, 10.0), (64, 1e-3, 40.0)], 4096, linear, caps)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_profile_quick_writes_every_file(tmp_path) -> None:
+    args = _parse("--quick", "--out", str(tmp_path), "--modules", "none", "nonlocal", "ccnet")
+    assert command(args) == 0
+    names = ["paper.csv", "paper.md", "sweep.csv", "sweep_fit.csv", "sweep_fit.md"]
+    names += ["sweep_macs.png", "sweep_memory.png", "sweep_latency.png"]
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob(".*tmp"))
+
+    paper = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    columns = ["scope", "module", "setting", "height", "width", "metric", "value"]
+    columns += ["unit", "method", "device", "dtype", "torch", "threads"]
+    assert set(columns) <= set(paper.columns)
+    assert set(paper["scope"]) == {"device", "module", "head"}
+    assert {"ccnet"} == set(paper.loc[paper["setting"] == "recurrence=1", "module"])
+    wide = paper[paper["scope"] != "device"].pivot_table(
+        index=["scope", "module", "setting", "height"], columns="metric", values="value"
+    )
+    assert len(wide) == 8  # (none, nonlocal, ccnet, ccnet r1) x (module, head at one size)
+    for metric in ("macs", "params", "mem_infer_mb", "mem_train_mb", "mem_saved_mb"):
+        assert metric in wide
+    assert (wide["unsupported_ops"] == 0).all()
+    assert (wide["lat_infer_ms"] > 0).all() and (wide["lat_train_ms"] > 0).all()
+    assert (wide.loc["head", "macs"] > 0).all()
+    assert (paper["device"] == "cpu").all() and (paper["dtype"] == "float32").all()
+    assert "MACs = multiply-accumulates" in (tmp_path / "paper.md").read_text()
+
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert set(sweep["module"]) == {"none", "nonlocal", "ccnet"}
+    assert set(sweep["scope"]) == {"module"}
+    fits = pd.read_csv(tmp_path / "sweep_fit.csv")
+    nonlocal_macs = fits[(fits["module"] == "nonlocal") & (fits["metric"] == "macs")].iloc[0]
+    assert nonlocal_macs["exponent_fit"] == pytest.approx(nonlocal_macs["formula_fit"], abs=0.05)
+
+
+def test_profile_rejects_unknown_module_and_cpu_half(tmp_path) -> None:
+    with pytest.raises(UserError, match="unknown"):
+        command(_parse("--quick", "--out", str(tmp_path), "--modules", "nope"))
+    with pytest.raises(UserError, match="float32"):
+        command(_parse("--quick", "--device", "cpu", "--dtype", "float16", "--out", str(tmp_path)))
+
+
+def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypatch) -> None:
+    import attnbench.cost.command as profile
+
+    argv = ("--quick", "--out", str(tmp_path), "--parts", "paper", "--modules", "none", "a2")
+    assert command(_parse(*argv)) == 0
+    first = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    # Cut the table back to what a run killed during its last case leaves behind.
+    last = (first["module"] == "a2") & (first["scope"] == "head")
+    first[~last].to_csv(tmp_path / "paper.csv", index=False)
+    measured: list[str] = []
+    real = profile.measure_case
+
+    def counting(case, *args, **kwargs):
+        measured.append(case.label)
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_case", counting)
+    assert command(_parse(*argv)) == 0
+    assert measured == ["head:a2@9x9"]
+    again = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    kept = again[~((again["module"] == "a2") & (again["scope"] == "head"))]
+    assert kept["value"].tolist() == first[~last]["value"].tolist()
+    assert len(again) == len(first)

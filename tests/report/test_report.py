@@ -1,0 +1,177 @@
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from attnbench.cli import main
+from attnbench.report.command import build_report
+from attnbench.report.stats import load_runs, summarise
+
+FIXTURE = Path(__file__).parent / "fixtures"
+T_975_DF2 = 4.302653  # Student t, 97.5% quantile, 2 degrees of freedom (3 seeds)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _hand_interval(values):
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, sd, T_975_DF2 * sd / math.sqrt(n)
+
+
+@pytest.fixture
+def exp_dir(tmp_path):
+    target = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The fixture with env.json, metrics.json and config.yaml, its report built once."""
+    target = tmp_path_factory.mktemp("report") / "fixture"
+    shutil.copytree(FIXTURE, target)
+    for head in ("none", "ema"):
+        run = target / "runs" / head / "seed0"
+        run.mkdir(parents=True)
+        env = {"torch": "2.13.0", "device": "cpu", "device_name": "Test CPU", "threads": 2}
+        (run / "env.json").write_text(json.dumps(env))
+        (run / "metrics.json").write_text(json.dumps({"memory_kind": "saved_for_backward"}))
+    (target / "config.yaml").write_text(
+        "name: fixture\ndata: {dataset: synthetic, image_size: 64}\n"
+        "heads:\n  - {name: ema, module: ema, params: {stages: 3}}\n"
+    )
+    report = build_report(target, maps=False)
+    assert report == target / "report.md"
+    return target
+
+
+def test_summary_numbers_by_hand(exp_dir):
+    runs, _ = load_runs(exp_dir / "runs.csv")
+    table = summarise(runs).set_index("head")
+    mean, sd, half = _hand_interval([60.0, 62.0, 61.0])
+    none = table.loc["none"]
+    assert none["baseline"] and none["n"] == 3
+    assert none["miou_mean"] == pytest.approx(mean)
+    assert none["miou_std"] == pytest.approx(sd)
+    assert none["miou_ci"] == pytest.approx(half, rel=1e-6)
+    # Paired by seed: nonlocal - none = 10, 11, 11.5.
+    d_mean, _, d_half = _hand_interval([10.0, 11.0, 11.5])
+    assert table.loc["nonlocal", "delta_mean"] == pytest.approx(d_mean)
+    assert table.loc["nonlocal", "delta_ci"] == pytest.approx(d_half, rel=1e-6)
+    assert table.loc["nonlocal", "delta_n"] == 3
+    # ema's diverged seed 3 (mIoU 5.0) is counted as diverged, not averaged.
+    assert table.loc["ema", "n"] == 3 and table.loc["ema", "diverged"] == 1
+    assert table.loc["ema", "miou_mean"] == pytest.approx(217.0 / 3)
+    assert table.loc["ema", "seeds"] == (0, 1, 2)
+    # Ranks: ema and nonlocal overlap, none stands apart.
+    assert table.loc["ema", "rank"] == 1 and table.loc["ema", "tied_with"] == ("nonlocal",)
+    assert table.loc["nonlocal", "rank"] == 2 and table.loc["nonlocal", "tied_with"] == ("ema",)
+    assert table.loc["none", "rank"] == 3 and table.loc["none", "tied_with"] == ()
+    assert table.loc["nonlocal", "macs"] == 2.5e9
+    assert table.loc["ema", "train_images_per_s"] == pytest.approx(46.0)
+
+
+def test_report_tables_and_figures(built):
+    exp_dir = built
+    text = (exp_dir / "report.md").read_text()
+    e_mean, e_sd, e_half = _hand_interval([71.0, 74.0, 72.0])
+    assert (
+        f"| 1= | ema | ema | 3 (+1 diverged) | {e_mean:.2f} ± {e_half:.2f} | {e_sd:.2f} |" in text
+    )
+    d_mean, _, d_half = _hand_interval([10.0, 11.0, 11.5])
+    assert f"+{d_mean:.2f} ± {d_half:.2f}" in text
+    assert "| 3 | **none** | none | 3 | 61.00 ± 2.48 | 1.00 | baseline |" in text
+    assert "GMACs" in text and "| 2.50 | 0.500 | 1.20 | 0.200 |" in text
+    # Per-class IoU: rows are classes, columns the heads in config order.
+    assert "| class | none | nonlocal | ema |" in text
+    assert "| background | 72.0 | 82.8 | 83.3 |" in text
+    # The diverged run is listed on its own.
+    assert "| ema | ema | 3 | 1234 |" in text
+    # Sweep rows make their own table (columns sorted by value) and heat map.
+    assert "## Evaluation sweep: eval_stages" in text
+    assert "| ema (stages=3) | 69.00 | 71.00 | 74.00 |" in text
+    for name in ("miou_vs_macs.png", "miou_vs_memory.png", "curves.png", "sweep_eval_stages.png"):
+        png = exp_dir / name
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1000
+        assert f"]({name})" in text
+    summary = (exp_dir / "summary.md").read_text()
+    assert "| nonlocal | nonlocal | 3 | 71.83 | 1.61 |" in summary
+    assert "| ema | ema | 3 (+1 diverged) | 72.33 | 1.53 |" in summary
+    assert not list(exp_dir.glob(".*.tmp"))
+
+
+def test_no_sweep_rows_no_curves_no_env(exp_dir):
+    runs = pd.read_csv(exp_dir / "runs.csv", dtype=str, keep_default_na=False)
+    runs[runs["setting"] == ""].to_csv(exp_dir / "runs.csv", index=False)
+    (exp_dir / "curves.csv").unlink()
+    text = build_report(exp_dir, maps=False).read_text()
+    assert "Evaluation sweep" not in text
+    assert not (exp_dir / "sweep_eval_stages.png").exists()
+    assert "No curves.csv." in text and not (exp_dir / "curves.png").exists()
+    # Missing context is said, not invented.
+    assert "device: not recorded; torch: not recorded; threads: not recorded" in text
+    assert "resolution of the MAC counts: not recorded" in text
+    assert "kind is not recorded" in text
+
+
+def test_context_from_env_metrics_and_config(built):
+    text = (built / "report.md").read_text()
+    assert "device: cpu (Test CPU); torch: 2.13.0; threads: 2" in text
+    assert "seeds: 0, 1, 2, 3" in text
+    assert "`saved_for_backward`" in text
+    assert "64×64" in text
+    assert "no checkpoints" not in text and "--no-maps" in text
+
+
+def test_missing_runs_csv_is_a_user_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "runs.csv" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_report_keeps_old_maps_without_checkpoints(exp_dir, capsys):
+    old = exp_dir / "attention_maps.png"
+    old.write_bytes(PNG_MAGIC + b"old figure")
+    assert main(["report", str(exp_dir)]) == 0
+    assert "report.md" in capsys.readouterr().out
+    text = (exp_dir / "report.md").read_text()
+    assert (exp_dir / "summary.md").is_file()
+    assert old.read_bytes() == PNG_MAGIC + b"old figure"
+    assert "no checkpoints" in text and "earlier build" in text
+    assert "](attention_maps.png)" in text
+
+
+def test_attention_maps_from_checkpoints(exp_dir):
+    from attnbench.data import dataset_info
+    from attnbench.experiment.config import load_config
+    from attnbench.model.segmenter import build_model
+    from attnbench.report.maps import render_attention_maps
+
+    (exp_dir / "config.yaml").write_text(
+        "name: fixture\nseeds: [0]\n"
+        "data: {dataset: synthetic, image_size: 32, train_size: 4, val_size: 4}\n"
+        "model:\n  backbone: {depth: 18, output_stride: 8, width: 8}\n"
+        "  head: {channels: 16, aux: false}\n"
+        "heads:\n  - {name: none, module: none}\n  - {name: nonlocal, module: nonlocal}\n"
+        "  - {name: ema, module: ema, params: {bases: 4}}\n"
+    )
+    cfg = load_config(exp_dir / "config.yaml")
+    classes = dataset_info(cfg.data).num_classes
+    torch.manual_seed(0)
+    for spec in cfg.heads:
+        model = build_model(cfg.model, classes, spec.module, spec.params)
+        ckpt = exp_dir / "runs" / spec.name / "seed0" / "checkpoints" / "last.pt"
+        ckpt.parent.mkdir(parents=True)
+        torch.save({"model": model.state_dict(), "iteration": 1}, ckpt)
+        status = "diverged" if spec.name == "nonlocal" else "finished"
+        (ckpt.parent.parent / "metrics.json").write_text(f'{{"status": "{status}"}}')
+    note = render_attention_maps(exp_dir, exp_dir / "attention_maps.png", num_images=2)
+    assert "none seed 0" in note and "ema seed 0" in note
+    assert "nonlocal" not in note  # a diverged run's weights are not drawn
+    for name in ("attention_maps.png", "attention_maps_ema.png"):
+        assert (exp_dir / name).read_bytes()[:8] == PNG_MAGIC
