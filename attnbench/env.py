@@ -83,18 +83,26 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-def git_commit() -> str | None:
-    """HEAD of the repository holding this package, with "-dirty" for local changes."""
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    """HEAD of the repository holding this package, with "-dirty" when a tracked file
+    outside results/ differs from it; None outside a git checkout.
+
+    results/ is left out on purpose: regenerating committed results rewrites tracked
+    files there, and the second run of an experiment would otherwise call the code
+    that made it dirty. The code, configs and experiments are what the record is for.
+    """
 
     def git(*args: str) -> str:
         done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
         )
         return done.stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}-dirty" if status else head

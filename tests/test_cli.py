@@ -61,6 +61,23 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert not (good_yaml.parent / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("seeds=[0,1", "--set 'seeds=[0,1': the value '[0,1' is not valid YAML at column 5"),
+        ("train.lr={a: 1", "--set 'train.lr={a: 1': the value '{a: 1' is not valid YAML"),
+    ],
+)
+def test_unparsable_set_value_is_one_line_exit_2(
+    override: str, expected: str, good_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(good_yaml), "--set", override]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(f"attnbench run: error: {good_yaml}: {expected}")
+    assert not (good_yaml.parent / "out").exists()
+
+
 def test_bad_yaml_key_in_the_file(good_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good_yaml.write_text(good_yaml.read_text().replace("iterations: 2", "iteration: 2"))
     assert main(["run", str(good_yaml)]) == 2

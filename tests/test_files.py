@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from attnbench import files
@@ -14,3 +16,28 @@ def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
     path.write_text('{"cut sh')
     assert files.read_json(path) is None
+
+
+def test_result_files_get_the_umask_mode_not_mkstemp_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        files.atomic_write_text(tmp_path / "summary.md", "# Summary\n")
+        files.atomic_write_json(tmp_path / "env.json", {"seed": 0})
+        os.umask(0o077)
+        files.atomic_write_text(tmp_path / "private.md", "x\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "summary.md").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "env.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.md").stat().st_mode) == 0o600
+
+
+def test_checkpoints_get_the_umask_mode(tmp_path: Path) -> None:
+    from attnbench.train.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "last.pt", {"iteration": 1}, is_main=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644

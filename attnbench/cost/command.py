@@ -12,7 +12,9 @@ the memory's measured growth; quadratic growth is assumed until two sizes exist)
 
 Outputs (each written atomically, rewritten after every case so an interrupted run
 keeps its finished rows), under --out, named for the device on a GPU
-(e.g. paper_cuda_<device>.csv):
+(e.g. paper_cuda_<device>.csv); --quick writes under results/profile-quick/ unless
+--out says otherwise, and never into results/profile/. --replot redraws the figures
+from the sweep CSVs already there:
   paper.csv, paper.md      tidy rows: scope, module, setting, batch, channels,
                            height, width, metric, value, unit, method, device,
                            device_name, dtype, torch, threads
@@ -36,7 +38,7 @@ from tqdm import tqdm
 
 import modules
 
-from ..env import device_name
+from ..env import REPO_ROOT, device_name
 from ..errors import UserError
 from ..files import atomic_write_text
 from .measure import Budget, Case, Measured, RunEnv, measure_case, measure_sweep_point, row
@@ -49,10 +51,16 @@ QUICK = {"in_channels": 48, "channels": 32, "head_sizes": (9,), "module_size": 1
 SWEEP_SIZES = (16, 24, 32, 48, 64, 96, 128)
 QUICK_SWEEP_SIZES = (6, 8, 12)
 EXTRA_SETTINGS = {"ccnet": [(("recurrence", 1),)]}
+PAPER_OUT = Path("results/profile")  # committed: the paper-size profile
+QUICK_OUT = Path("results/profile-quick")  # git-ignored: tiny sizes, for tests and trials
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("results/profile"), help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"output folder (default {PAPER_OUT}/, with --quick {QUICK_OUT}/, git-ignored)",
+    )
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -98,18 +106,40 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--num-classes", type=int, default=21, help="head classes (VOC: 21)")
     p.add_argument(
-        "--quick", action="store_true", help="tiny sizes and budgets (for tests): C=32, 6-13 px"
+        "--quick",
+        action="store_true",
+        help=f"tiny sizes and budgets (for tests): C=32, 6-13 px; never into {PAPER_OUT}/",
+    )
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="redraw the sweep figures from the sweep CSVs in --out; measure nothing",
     )
 
 
+def output_folder(out: Path | None, quick: bool) -> Path:
+    """--out, or the default for the mode; a quick profile may not overwrite the paper one."""
+    if out is None:
+        return QUICK_OUT if quick else PAPER_OUT
+    committed = {PAPER_OUT.resolve(), (REPO_ROOT / PAPER_OUT).resolve()}
+    if quick and out.resolve() in committed:
+        raise UserError(
+            f"--out {out}: --quick measures tiny sizes and would overwrite the committed "
+            f"paper-size profile there; leave --out out (writes {QUICK_OUT}/) or choose another"
+        )
+    return out
+
+
 def command(args: argparse.Namespace) -> int:
+    out = output_folder(args.out, args.quick)
+    if args.replot:
+        return replot(out)
     env = _run_env(args)
     names = _module_names(args.modules)
     sizes = PAPER if not args.quick else QUICK
     budget = Budget(args.budget) if not args.quick else Budget(0.02, 2, 5)
     suffix = "" if env.device.type == "cpu" else f"_{env.slug}"
     suffix += "" if env.dtype == torch.float32 else f"_{env.dtype_name}"
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     paper_cases = _paper_cases(names, sizes, args.num_classes) if "paper" in args.parts else []
@@ -129,6 +159,18 @@ def command(args: argparse.Namespace) -> int:
             plan = (names, sweep_sizes, sizes["channels"], caps, limits)
             _run_sweep(plan, env, budget, out, suffix, bar)
     print(f"profile: wrote {out}/ (device {env.device_name}, {env.dtype_name})")
+    return 0
+
+
+def replot(out: Path) -> int:
+    """Redraw every sweep's figures from its CSV (sweep.csv, sweep_cuda_<device>.csv, ...)."""
+    tables = sorted(p for p in out.glob("sweep*.csv") if not p.name.startswith("sweep_fit"))
+    if not tables:
+        raise UserError(f"--replot: no sweep*.csv in {out}/; run the profile first")
+    for table in tables:
+        sweep = pd.read_csv(table, keep_default_na=False)  # keeps the module "none" a string
+        written = plot_sweep(sweep, out, table.stem.removeprefix("sweep"))
+        print(f"profile: redrew {', '.join(str(p) for p in written)} from {table}")
     return 0
 
 

@@ -225,6 +225,36 @@ def fit_markdown(fits: pd.DataFrame, sweep: pd.DataFrame, notes: list[str]) -> s
 # -- plots -------------------------------------------------------------------------
 
 
+# The identity's latency is the cost of one Python call (microseconds), orders of
+# magnitude under every real module's: on a shared log axis it squashes them together.
+OFF_SCALE = ("none",)
+
+
+def _context(sweep: pd.DataFrame) -> str:
+    first = sweep.iloc[0]
+    return (
+        f"{first['device']} ({first['device_name']}), {first['dtype']}, torch {first['torch']}, "
+        f"{first['threads']} thread(s); module alone, batch 1, C = {first['channels']}"
+    )
+
+
+def _latency_note(latency: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The latency rows to draw, and a caption naming what was left out and its values."""
+    left_out = latency[latency["module"].isin(OFF_SCALE)]
+    if left_out.empty:
+        return latency, ""
+    parts = []
+    for module, rows in left_out.groupby("module", sort=False):
+        low, high = rows["value"].min(), rows["value"].max()
+        parts.append(f"{module} (identity): {low:.3g}–{high:.3g} ms at every size")
+    note = (
+        "Not drawn, to keep the y-axis on the modules: "
+        + "; ".join(parts)
+        + " (the cost of a Python call)."
+    )
+    return latency[~latency["module"].isin(OFF_SCALE)], note
+
+
 def plot_sweep(sweep: pd.DataFrame, out_dir: Path, suffix: str) -> list[Path]:
     """Log-log cost against N per module: MACs (with the formula dashed), memory, latency."""
     import seaborn as sns
@@ -234,18 +264,26 @@ def plot_sweep(sweep: pd.DataFrame, out_dir: Path, suffix: str) -> list[Path]:
     sns.set_theme(style="whitegrid", context="paper")
     data = sweep.assign(N=sweep["height"] * sweep["width"])
     data = data[data["value"] > 0]
+    context = _context(sweep)
+    # One colour per module in all three figures, whichever modules a figure leaves out.
+    order = list(dict.fromkeys(sweep["module"]))
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
     written = []
 
-    def draw(frame: pd.DataFrame, name: str, ylabel: str, **kw: Any) -> None:
+    def draw(frame: pd.DataFrame, name: str, ylabel: str, note: str = "", **kw: Any) -> None:
         if frame.empty:
             return
+        shown = [m for m in order if m in set(frame["module"])]
         grid = sns.relplot(
-            data=frame, x="N", y="value", hue="module", kind="line", marker="o",
+            data=frame, x="N", y="value", hue="module", hue_order=shown, palette=palette,
+            kind="line", marker="o",
             height=3.6, aspect=1.3, facet_kws={"sharey": False}, **kw,
         )  # fmt: skip
         grid.set(xscale="log", yscale="log")
         grid.set_titles("{col_name}")
         grid.set_axis_labels("N = H x W (positions)", ylabel)
+        caption = context + (f"\n{note}" if note else "")
+        grid.figure.text(0.01, -0.01, caption, fontsize=7.5, va="top")
         written.append(save_figure(grid.figure, out_dir / f"{name}{suffix}.png"))
 
     macs = data[data["metric"].isin(["macs", "macs_formula"])].replace(
@@ -255,8 +293,8 @@ def plot_sweep(sweep: pd.DataFrame, out_dir: Path, suffix: str) -> list[Path]:
     memory = data[data["metric"].isin(["mem_infer_mb", "mem_saved_mb", "mem_train_mb"])]
     memory = memory.replace({"metric": {k: FIT_METRICS[k] for k in FIT_METRICS}})
     draw(memory, "sweep_memory", "MB", col="metric")
-    latency = data[data["metric"] == "lat_infer_ms"]
-    draw(latency, "sweep_latency", "inference latency (ms, median)")
+    latency, note = _latency_note(data[data["metric"] == "lat_infer_ms"])
+    draw(latency, "sweep_latency", "inference latency (ms, median)", note)
     return written
 
 

@@ -173,17 +173,21 @@ def safe_extract(archive: Path, dest: Path) -> None:
         raise UserError(f"cannot extract {archive} ({err}); delete it to download again") from err
 
 
-def manual_layout(root: Path, reason: str) -> str:
-    """One line: why, and where to put the files by hand."""
+def manual_layout(root: Path, reason: str, sbd: bool = True) -> str:
+    """One line: why, and where to put the files by hand (SBD's only when it is wanted)."""
+    wanted = [a for a in ARCHIVES.values() if sbd or a is not SBD_ARCHIVE]
     parts = [
         f"{a.filename} (md5 {a.md5}, from {a.url()}) or its extracted {root / a.contents}/"
-        for a in ARCHIVES.values()
+        for a in wanted
     ]
+    command = f"{PREPARE_COMMAND.replace('DIR', str(root))} --no-download"
+    note = f" ({SBD_ARCHIVE.filename} is only needed for trainaug)" if sbd else ""
     return (
-        f"{reason}. Without network access, put these in {root} by hand and rerun "
-        f"`{PREPARE_COMMAND.replace('DIR', str(root))} --no-download`: "
+        f"{reason}. Without network access, put "
+        + ("these" if len(parts) > 1 else "this")
+        + f" in {root} by hand and rerun `{command}{'' if sbd else ' --no-sbd'}`: "
         + "; ".join(parts)
-        + " (benchmark.tgz is only needed for trainaug)"
+        + note
     )
 
 
@@ -195,12 +199,13 @@ def _obtain(
     download: bool,
     base_urls: Sequence[str] | None,
     progress: bool,
+    sbd: bool = True,
 ) -> None:
     """Make sure root holds the archive's contents: extract it, downloading it first if needed."""
     path = root / archive.filename
     if not path.exists():
         if not download:
-            raise UserError(manual_layout(root, f"{path} not found and downloading is off"))
+            raise UserError(manual_layout(root, f"{path} not found and downloading is off", sbd))
         failures = []
         for base in base_urls or [None]:
             url = archive.url(base)
@@ -211,7 +216,8 @@ def _obtain(
             except DownloadError as err:
                 failures.append(str(err))
         else:
-            raise UserError(manual_layout(root, "could not download: " + "; ".join(failures)))
+            reason = "could not download: " + "; ".join(failures)
+            raise UserError(manual_layout(root, reason, sbd))
     else:
         print(f"verifying {path}")
         actual = md5sum(path)
@@ -273,7 +279,7 @@ def prepare_voc(
     if isinstance(base_urls, str):
         base_urls = [base_urls]
     md5s = {key: a.md5 for key, a in ARCHIVES.items()} | dict(checksums or {})
-    fetch = {"download": download, "base_urls": base_urls, "progress": progress}
+    fetch = {"download": download, "base_urls": base_urls, "progress": progress, "sbd": sbd}
 
     voc_dir = find_voc_dir(root)
     if _needs_extraction(root, VOC_ARCHIVE, _voc_ready(voc_dir)):

@@ -131,11 +131,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(
-            f"{where}{line}: not valid YAML: {getattr(err, 'problem', err)}"
-        ) from None
+        raise ConfigError(f"{where}: not valid YAML{_yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys at the top level")
     for item in overrides:
@@ -164,7 +160,14 @@ def _apply_override(raw: dict, item: str, where: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected key.path=value")
-    value = yaml.safe_load(text) if text else None
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        # The value alone is parsed: its "line 1" would say nothing, the column would.
+        raise ConfigError(
+            f"{where}: --set {item!r}: the value {text!r} is not valid YAML"
+            + _yaml_problem(err, line=False)
+        ) from None
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
@@ -180,6 +183,23 @@ def _apply_override(raw: dict, item: str, where: str) -> None:
         node[_list_index(last, node, key)] = value
     else:
         node[last] = value
+
+
+def _yaml_problem(err: yaml.YAMLError, *, line: bool = True) -> str:
+    """' at line L, column C: what the parser found (and where that construct began)',
+    for a one-line error."""
+
+    def at(mark: Any) -> str:
+        column = f"column {mark.column + 1}"
+        return f"line {mark.line + 1}, {column}" if line else column
+
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    text = f"{f' at {at(mark)}' if mark else ''}: {problem}"
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and start is not None:
+        text += f" ({context} that starts at {at(start)})"
+    return text
 
 
 def _list_index(part: str, node: list, prefix: str) -> int:

@@ -33,13 +33,15 @@ def _run_files(exp_dir: Path, name: str) -> list[tuple[str, Path]]:
 
 
 def read_environment(exp_dir: Path) -> dict[str, str]:
-    """device, torch, threads: the distinct values in runs/*/seed*/env.json, joined."""
+    """device, torch, threads, git_commit: the distinct values in runs/*/seed*/env.json."""
     envs = [e for _, p in _run_files(exp_dir, "env.json") if isinstance(e := read_json(p), dict)]
     found = {"env_files": str(len(envs))}
-    for key in ("device", "torch", "threads"):
+    for key in ("device", "torch", "threads", "git_commit"):
         values = []
         for env in envs:
             value = env.get(key)
+            if key == "git_commit" and value:
+                value = f"{value[:12]}{'-dirty' if value.endswith('-dirty') else ''}"
             if key == "device" and env.get("device_name"):
                 value = f"{value} ({env['device_name']})"
             if key == "device" and env.get("amp_dtype"):
@@ -152,7 +154,7 @@ def context_lines(
     lines = [
         f"- device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}"
         + ("" if env["env_files"] != "0" else " (no runs/*/seed*/env.json found)"),
-        f"- seeds: {', '.join(map(str, seeds))}",
+        f"- seeds: {', '.join(map(str, seeds))}; code: git {env['git_commit']}",
     ]
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     if not sizes and data:

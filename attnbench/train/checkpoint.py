@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import distributed
+from .. import distributed, files
 from ..errors import UserError
 
 
@@ -46,8 +45,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, is_main: bool) -> None
     states = distributed.all_gather_object(rng_state())
     if not is_main:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = files.temporary_beside(path)
     os.close(fd)
     try:
         torch.save({**state, "rng": states}, tmp)

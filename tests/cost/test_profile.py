@@ -165,3 +165,57 @@ def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypa
     kept = again[~((again["module"] == "a2") & (again["scope"] == "head"))]
     assert kept["value"].tolist() == first[~last]["value"].tolist()
     assert len(again) == len(first)
+
+
+def test_quick_profile_defaults_away_from_the_committed_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert command(_parse("--quick", "--parts", "paper", "--modules", "none")) == 0
+    assert (tmp_path / "results" / "profile-quick" / "paper.csv").is_file()
+    assert not (tmp_path / "results" / "profile").exists()
+
+
+@pytest.mark.parametrize("out", ["results/profile", "results/profile/", "REPO"])
+def test_quick_profile_refuses_the_committed_folder(tmp_path, monkeypatch, out) -> None:
+    from attnbench.env import REPO_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    target = str(REPO_ROOT / "results" / "profile") if out == "REPO" else out
+    before = sorted((REPO_ROOT / "results" / "profile").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in before]
+    with pytest.raises(UserError, match=r"--quick .* would overwrite the committed"):
+        command(_parse("--quick", "--out", target, "--modules", "none"))
+    assert not (tmp_path / "results").exists()
+    assert [p.stat().st_mtime_ns for p in before] == stamps
+
+
+def test_replot_redraws_the_sweep_without_measuring(tmp_path, monkeypatch) -> None:
+    import attnbench.cost.command as profile
+
+    argv = ("--quick", "--out", str(tmp_path), "--parts", "sweep", "--modules", "none", "a2")
+    assert command(_parse(*argv)) == 0
+    figures = ["sweep_macs.png", "sweep_memory.png", "sweep_latency.png"]
+    for name in figures:
+        (tmp_path / name).unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--replot measured something")
+
+    monkeypatch.setattr(profile, "measure_sweep_point", refuse)
+    monkeypatch.setattr(profile, "matmul_rate", refuse)
+    assert command(_parse("--replot", "--out", str(tmp_path))) == 0
+    for name in figures:
+        assert (tmp_path / name).stat().st_size > 0, name
+    with pytest.raises(UserError, match="no sweep"):
+        command(_parse("--replot", "--out", str(tmp_path / "empty")))
+
+
+def test_latency_figure_leaves_the_identity_out_and_says_so() -> None:
+    from attnbench.cost.report import _latency_note
+
+    latency = pd.DataFrame(
+        {"module": ["none", "none", "a2", "a2"], "value": [0.004, 0.006, 2.0, 70.0]}
+    )
+    drawn, note = _latency_note(latency)
+    assert set(drawn["module"]) == {"a2"}
+    assert "none (identity): 0.004–0.006 ms" in note
+    assert _latency_note(latency[latency["module"] == "a2"])[1] == ""

@@ -146,6 +146,16 @@ def test_unreachable_server_explains_the_manual_layout(tmp_path):
         dl.prepare_voc(tmp_path, download=False, progress=False)
 
 
+@pytest.mark.parametrize("download", [True, False])
+def test_without_sbd_the_manual_layout_leaves_sbd_out(tmp_path, download):
+    mirror = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(UserError) as err:
+        dl.prepare_voc(tmp_path, download=download, base_urls=[mirror], sbd=False, progress=False)
+    message = str(err.value)
+    assert "VOCtrainval_11-May-2012.tar" in message and "--no-download --no-sbd" in message
+    assert "benchmark" not in message and "SBD" not in message and "trainaug" not in message
+
+
 @pytest.fixture
 def archives(tmp_path):
     """Small stand-ins for the two archives, with their MD5s."""

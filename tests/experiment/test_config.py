@@ -106,8 +106,10 @@ def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: no such config file"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml \(line \d+\): not valid YAML"):
+    bad.write_text("name: x\ntrain: {iterations: 2\nheads: []\n")
+    # Where the parser stopped and where the unclosed mapping began, in the file's lines.
+    expected = r"bad\.yaml: not valid YAML at line 3, column 6: .*starts at line 2, column 8"
+    with pytest.raises(ConfigError, match=expected):
         load_config(bad)
     listed = tmp_path / "list.yaml"
     listed.write_text("- a\n- b\n")

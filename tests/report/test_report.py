@@ -39,6 +39,7 @@ def built(tmp_path_factory):
         run = target / "runs" / head / "seed0"
         run.mkdir(parents=True)
         env = {"torch": "2.13.0", "device": "cpu", "device_name": "Test CPU", "threads": 2}
+        env["git_commit"] = "0123456789abcdef" * 2 + ("-dirty" if head == "ema" else "")
         (run / "env.json").write_text(json.dumps(env))
         (run / "metrics.json").write_text(json.dumps({"memory_kind": "saved_for_backward"}))
     (target / "config.yaml").write_text(
@@ -122,7 +123,7 @@ def test_no_sweep_rows_no_curves_no_env(exp_dir):
 def test_context_from_env_metrics_and_config(built):
     text = (built / "report.md").read_text()
     assert "device: cpu (Test CPU); torch: 2.13.0; threads: 2" in text
-    assert "seeds: 0, 1, 2, 3" in text
+    assert "seeds: 0, 1, 2, 3; code: git 0123456789ab-dirty / 0123456789ab" in text
     assert "`saved_for_backward`" in text
     assert "64×64" in text
     assert "no checkpoints" not in text and "--no-maps" in text
