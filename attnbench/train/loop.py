@@ -133,25 +133,65 @@ def validation_loader(run: RunSpec, val_set: Dataset) -> DataLoader:
     )
 
 
+@dataclass
+class TrainState:
+    """Where training stands: what a checkpoint holds besides the weights and the optimizer."""
+
+    iteration: int = 0  # iterations done
+    train_time_s: float = 0.0  # training time before `tick` (evaluations excluded)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    loss_sum: float = 0.0  # losses since the last logged interval
+    loss_count: int = 0
+    cuda_peak_bytes: int = 0
+    tick: float = field(default_factory=time.perf_counter)  # when training last (re)started
+
+    def elapsed(self) -> float:
+        return self.train_time_s + time.perf_counter() - self.tick
+
+
 def train(
     run: RunSpec, model: nn.Module, train_set: Dataset, val_set: Dataset, num_classes: int
 ) -> TrainResult:
     """Train `model` (already on run.device) to cfg.train.iterations, resuming if possible."""
-    cfg, t, info = run.cfg, run.cfg.train, run.dist
-    wrapped: nn.Module = model
-    optimizer = build_optimizer(model, cfg)
-    state = checkpoint.load_checkpoint(run.checkpoint_path, info.rank, info.world_size)
-    start, train_time, curve, cuda_peak = 0, 0.0, [], 0
-    loss_sum, loss_count = 0.0, 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, train_time, curve = state["iteration"], state["train_time_s"], state["curve"]
-        loss_sum, loss_count = state["loss_window"]
-        cuda_peak = state.get("cuda_peak_bytes") or 0
-        if info.is_main:
-            _truncate_log(run.log_path, start)
-    else:
+    t = run.cfg.train
+    optimizer = build_optimizer(model, run.cfg)
+    state = resume(run, model, optimizer)
+    wrapped = wrap(run, model)
+    loader = _train_loader(run, train_set, state.iteration)
+    val_loader = validation_loader(run, val_set)
+    progress = Progress(run.label, t.iterations, state.iteration, show=run.dist.is_main)
+    wrapped.train()
+    state.tick = time.perf_counter()
+    for images, labels in loader:
+        train_step(run, wrapped, optimizer, state, images, labels, progress)
+        done = state.iteration
+        is_eval = t.eval_interval and done % t.eval_interval == 0 and done < t.iterations
+        is_checkpoint = done % t.checkpoint_interval == 0 or done == t.iterations
+        if is_eval or is_checkpoint:
+            state.train_time_s = state.elapsed()
+            if is_eval:
+                evaluate_during_training(run, model, val_loader, num_classes, state)
+            _track_cuda_peak(run, state)
+            if is_checkpoint:
+                save(run, model, optimizer, state)
+            state.tick = time.perf_counter()
+    progress.close()
+    # DDP gives every forward rank 0's buffers; after the last one they differ again.
+    distributed.broadcast_buffers(model)
+    _track_cuda_peak(run, state)
+    return TrainResult(
+        iterations=t.iterations,
+        train_time_s=state.train_time_s,
+        curve=state.curve,
+        cuda_peak_bytes=state.cuda_peak_bytes if run.device.type == "cuda" else None,
+    )
+
+
+def resume(run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+    """The state of the run's checkpoint, loaded into model and optimizer; else a fresh start."""
+    info = run.dist
+    saved = checkpoint.load_checkpoint(run.checkpoint_path, info.rank, info.world_size)
+    if saved is None:
         if info.is_main:
             # A fresh start over an old record (a finished run whose checkpoint is gone):
             # the old log and metrics must not mix with, or outlive, the new run's.
@@ -159,94 +199,117 @@ def train(
             run.log_path.unlink(missing_ok=True)
         # Dropout differs between ranks; the data order does not depend on this generator.
         torch.manual_seed(sampling.derive_seed(run.seed, 1, info.rank))
-    if info.enabled:
-        wrapped = DistributedDataParallel(
-            model, device_ids=[run.device.index] if run.device.type == "cuda" else None
-        )
+        return TrainState()
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    loss_sum, loss_count = saved["loss_window"]
+    state = TrainState(
+        iteration=saved["iteration"],
+        train_time_s=saved["train_time_s"],
+        curve=saved["curve"],
+        loss_sum=loss_sum,
+        loss_count=loss_count,
+        cuda_peak_bytes=saved.get("cuda_peak_bytes") or 0,
+    )
+    if info.is_main:
+        _truncate_log(run.log_path, state.iteration)
+    return state
+
+
+def wrap(run: RunSpec, model: nn.Module) -> nn.Module:
+    """The module that trains: DDP around `model` under several processes, else `model`."""
+    wrapped = model
+    if run.dist.enabled:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=device_ids)
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
+    return wrapped
 
+
+def _train_loader(run: RunSpec, train_set: Dataset, start: int) -> DataLoader:
+    """This rank's slice of the batches of iterations start, ..., iterations - 1."""
+    t, info = run.cfg.train, run.dist
     batches = sampling.IterationBatches(
         len(train_set), t.batch_size, run.seed, start, t.iterations, info.rank, info.world_size
     )
-    loader = sampling.train_loader(
-        train_set, batches, run.seed, cfg.data.num_workers, run.device.type == "cuda"
+    return sampling.train_loader(
+        train_set, batches, run.seed, run.cfg.data.num_workers, run.device.type == "cuda"
     )
-    val_loader = validation_loader(run, val_set)
-    progress = Progress(run.label, t.iterations, start, show=info.is_main)
-    wrapped.train()
-    tick = time.perf_counter()
-    for iteration, (images, labels) in enumerate(loader, start=start):
-        lr = poly_lr(t.lr, iteration, t.iterations, t.poly_power)
-        images = images.to(run.device, non_blocking=True)
-        labels = labels.to(run.device, non_blocking=True)
-        if run.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        loss = train_one_iteration(
-            wrapped,
-            optimizer,
-            images,
-            labels,
-            lr=lr,
-            aux_weight=cfg.model.head.aux_weight,
-            amp=t.amp,
-        )
-        loss_value = float(distributed.all_reduce_mean(loss.float()))
-        done = iteration + 1
-        if not math.isfinite(loss_value):
-            progress.close()
-            raise Diverged(done, loss_value)
-        loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
-        progress.update(done, loss_value, lr)
-        if done % t.log_interval == 0 or done == t.iterations:
-            elapsed = train_time + time.perf_counter() - tick
-            log_event(
-                run,
-                {
-                    "event": "train",
-                    "iteration": done,
-                    "loss": loss_sum / loss_count,
-                    "lr": lr,
-                    "time_s": round(elapsed, 3),
-                },
-            )
-            loss_sum, loss_count = 0.0, 0
-        is_eval = t.eval_interval and done % t.eval_interval == 0 and done < t.iterations
-        is_checkpoint = done % t.checkpoint_interval == 0 or done == t.iterations
-        if is_eval or is_checkpoint:
-            train_time += time.perf_counter() - tick
-            if is_eval:
-                distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
-                scores = evaluate(model, val_loader, num_classes, amp=t.amp)
-                point = {"iteration": done, **_summary(scores)}
-                curve.append(point)
-                log_event(run, {"event": "eval", **point})
-            if run.device.type == "cuda":
-                cuda_peak = max(cuda_peak, torch.cuda.max_memory_allocated(run.device))
-            if is_checkpoint:
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "iteration": done,
-                    "train_time_s": train_time,
-                    "curve": curve,
-                    "loss_window": (loss_sum, loss_count),
-                    "cuda_peak_bytes": cuda_peak,
-                    "world_size": info.world_size,
-                }
-                checkpoint.save_checkpoint(run.checkpoint_path, state, is_main=info.is_main)
-            tick = time.perf_counter()
-    progress.close()
-    # DDP gives every forward rank 0's buffers; after the last one they differ again.
-    distributed.broadcast_buffers(model)
+
+
+def train_step(
+    run: RunSpec,
+    wrapped: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    progress: Progress,
+) -> None:
+    """The loop body: one iteration on this batch, its loss checked, shown and logged."""
+    t = run.cfg.train
+    lr = poly_lr(t.lr, state.iteration, t.iterations, t.poly_power)
+    images = images.to(run.device, non_blocking=True)  # (B, 3, H, W)
+    labels = labels.to(run.device, non_blocking=True)  # (B, H, W)
+    if run.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    aux_weight = run.cfg.model.head.aux_weight
+    loss = train_one_iteration(
+        wrapped, optimizer, images, labels, lr=lr, aux_weight=aux_weight, amp=t.amp
+    )
+    loss_value = float(distributed.all_reduce_mean(loss.float()))
+    state.iteration += 1
+    done = state.iteration
+    if not math.isfinite(loss_value):
+        progress.close()
+        raise Diverged(done, loss_value)
+    state.loss_sum, state.loss_count = state.loss_sum + loss_value, state.loss_count + 1
+    progress.update(done, loss_value, lr)
+    if done % t.log_interval == 0 or done == t.iterations:
+        mean_loss = state.loss_sum / state.loss_count
+        record = {
+            "iteration": done,
+            "loss": mean_loss,
+            "lr": lr,
+            "time_s": round(state.elapsed(), 3),
+        }
+        log_event(run, {"event": "train", **record})
+        state.loss_sum, state.loss_count = 0.0, 0
+
+
+def evaluate_during_training(
+    run: RunSpec, model: nn.Module, val_loader: DataLoader, num_classes: int, state: TrainState
+) -> None:
+    """One point of the validation curve, logged."""
+    distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
+    scores = evaluate(model, val_loader, num_classes, amp=run.cfg.train.amp)
+    point = {"iteration": state.iteration, **_summary(scores)}
+    state.curve.append(point)
+    log_event(run, {"event": "eval", **point})
+
+
+def save(
+    run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState
+) -> None:
+    """The checkpoint a killed run resumes from."""
+    saved = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "iteration": state.iteration,
+        "train_time_s": state.train_time_s,
+        "curve": state.curve,
+        "loss_window": (state.loss_sum, state.loss_count),
+        "cuda_peak_bytes": state.cuda_peak_bytes,
+        "world_size": run.dist.world_size,
+    }
+    checkpoint.save_checkpoint(run.checkpoint_path, saved, is_main=run.dist.is_main)
+
+
+def _track_cuda_peak(run: RunSpec, state: TrainState) -> None:
     if run.device.type == "cuda":
-        cuda_peak = max(cuda_peak, torch.cuda.max_memory_allocated(run.device))
-    return TrainResult(
-        iterations=t.iterations,
-        train_time_s=train_time,
-        curve=curve,
-        cuda_peak_bytes=cuda_peak if run.device.type == "cuda" else None,
-    )
+        peak = torch.cuda.max_memory_allocated(run.device)
+        state.cuda_peak_bytes = max(state.cuda_peak_bytes, peak)
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, float]:

@@ -5,59 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from .. import distributed, env, files
 from ..cost import head_costs
 from ..experiment.config import dump_config
 from ..experiment.plan import run_config
+from ..model.segmenter import build_model
 from . import checkpoint
 from .evaluate import evaluate
-from .loop import Diverged, RunSpec, log_event, train, validation_loader
+from .loop import Diverged, RunSpec, TrainResult, log_event, train, validation_loader
 
 
 def run_one(
     run: RunSpec, train_set: Any, val_set: Any, class_names: tuple[str, ...]
 ) -> dict[str, Any]:
     """Train (or resume) one run, evaluate it, and write its metrics.json."""
-    from ..model.segmenter import build_model
-
-    cfg, spec, info = run.cfg, run.head, run.dist
-    num_classes = len(class_names)
-    if info.is_main:
+    spec, num_classes = run.head, len(class_names)
+    if run.dist.is_main:
         _write_run_files(run)
     env.seed_everything(run.seed)
-    model = build_model(cfg.model, num_classes, spec.module, spec.params)
-
-    # The costs use copies and their own RNG streams: training is the same with or without.
-    # Every rank measures: a training forward of EMA all-reduces, and would wait forever
-    # for ranks that do not take part.
-    with torch.random.fork_rng(devices=[]):
-        image = train_set[0][0]  # (3, H, W) at the training resolution
-    figures = head_costs.static_costs(model, tuple(image.shape[-2:]))
-    if run.device.type != "cuda":
-        per_rank = cfg.train.batch_size // info.world_size
-        batch = image.unsqueeze(0).expand(per_rank, -1, -1, -1).contiguous()
-        figures.update(head_costs.cpu_training_memory(model, batch))
-
-    sync_bn = info.enabled and cfg.train.sync_bn and run.device.type == "cuda"
-    if sync_bn:
-        # torch's SyncBatchNorm runs on GPUs only; on CPU each rank normalises its own
-        # slice and DDP broadcasts rank 0's running statistics.
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(run.device)
-    if run.channels_last:
-        model.to(memory_format=torch.channels_last)
-
-    base = {
-        "experiment": cfg.name,
-        "head": spec.name,
-        "module": spec.module,
-        "module_params": spec.params,
-        "seed": run.seed,
-        "world_size": info.world_size,
-        "sync_bn": sync_bn,
-        "device": str(run.device),
-    }
+    model = build_model(run.cfg.model, num_classes, spec.module, spec.params)
+    figures = measure_costs(run, model, train_set)
+    model, sync_bn = _place(run, model)
+    base = _identity(run, sync_bn)
     try:
         result = train(run, model, train_set, val_set, num_classes)
     except Diverged as err:
@@ -69,65 +41,132 @@ def run_one(
             "error": str(err),
             **figures,
         }
-        if info.is_main:
-            files.atomic_write_json(run.run_dir / "metrics.json", metrics)
+        _write_metrics(run, metrics)
         return metrics
 
     hashes = distributed.all_gather_object(checkpoint.state_hash(model.state_dict()))
     val_loader = validation_loader(run, val_set)
-
-    def score() -> dict[str, Any]:
-        scores = evaluate(
-            model,
-            val_loader,
-            num_classes,
-            scales=cfg.eval.scales,
-            flip=cfg.eval.flip,
-            amp=cfg.train.amp,
-        )
-        return {
-            "mIoU": scores["mIoU"],
-            "pixel_acc": scores["pixel_acc"],
-            "mean_acc": scores["mean_acc"],
-            "iou": dict(zip(class_names, scores["iou"], strict=True)),
-            "acc": dict(zip(class_names, scores["acc"], strict=True)),
-        }
-
-    final = score()
+    final = score(run, model, val_loader, class_names)
     summary = {k: final[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
     log_event(run, {"event": "final", "iteration": result.iterations, **summary})
-    sweep = []
-    param = cfg.eval.sweep_param
-    if param and hasattr(model.head.context, param):
-        context = model.head.context
-        original = getattr(context, param)
-        for raw in cfg.eval.sweep_values:
-            value = int(raw) if float(raw).is_integer() else raw
-            setattr(context, param, value)
-            point = {"setting": f"{param}={value}", "param": param, "value": value, **score()}
-            sweep.append(point)
-            log_event(run, {"event": "sweep", "setting": point["setting"], "mIoU": point["mIoU"]})
-        setattr(context, param, original)
-
+    sweep = evaluation_sweep(run, model, val_loader, class_names)
     if result.cuda_peak_bytes is not None:
         figures.update(head_costs.cuda_training_memory(result.cuda_peak_bytes))
-    global_images = result.iterations * cfg.train.batch_size
     metrics = {
         **base,
         "status": "finished",
         **final,
-        "iterations": result.iterations,
-        "train_time_s": result.train_time_s,
-        "train_images_per_s": global_images / result.train_time_s if result.train_time_s else None,
+        **_training_figures(run, result),
         **figures,
-        "eval": {"scales": list(cfg.eval.scales), "flip": cfg.eval.flip},
+        "eval": {"scales": list(run.cfg.eval.scales), "flip": run.cfg.eval.flip},
         "curve": [*result.curve, {"iteration": result.iterations, **summary}],
         "sweep": sweep,
         "weights_sha256_by_rank": hashes,
     }
-    if info.is_main:
-        files.atomic_write_json(run.run_dir / "metrics.json", metrics)
+    _write_metrics(run, metrics)
     return metrics
+
+
+def measure_costs(run: RunSpec, model: nn.Module, train_set: Any) -> dict[str, Any]:
+    """Parameters and MACs, and on CPU the training memory, at the training resolution.
+
+    The costs use copies and their own RNG streams: training is the same with or without.
+    Every rank measures: a training forward of EMA all-reduces, and would wait forever
+    for ranks that do not take part.
+    """
+    with torch.random.fork_rng(devices=[]):
+        image = train_set[0][0]  # (3, H, W) at the training resolution
+    figures = head_costs.static_costs(model, tuple(image.shape[-2:]))
+    if run.device.type != "cuda":
+        per_rank = run.cfg.train.batch_size // run.dist.world_size
+        batch = image.unsqueeze(0).expand(per_rank, -1, -1, -1).contiguous()
+        figures.update(head_costs.cpu_training_memory(model, batch))
+    return figures
+
+
+def _place(run: RunSpec, model: nn.Module) -> tuple[nn.Module, bool]:
+    """`model` on the run's device and memory format, and whether its BN is synchronised."""
+    sync_bn = run.dist.enabled and run.cfg.train.sync_bn and run.device.type == "cuda"
+    if sync_bn:
+        # torch's SyncBatchNorm runs on GPUs only; on CPU each rank normalises its own
+        # slice and DDP broadcasts rank 0's running statistics.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(run.device)
+    if run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, sync_bn
+
+
+def _identity(run: RunSpec, sync_bn: bool) -> dict[str, Any]:
+    """What every metrics.json starts with: which run this is, and how it ran."""
+    return {
+        "experiment": run.cfg.name,
+        "head": run.head.name,
+        "module": run.head.module,
+        "module_params": run.head.params,
+        "seed": run.seed,
+        "world_size": run.dist.world_size,
+        "sync_bn": sync_bn,
+        "device": str(run.device),
+    }
+
+
+def score(
+    run: RunSpec, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The evaluation recipe's scores, per class by name."""
+    cfg = run.cfg
+    scores = evaluate(
+        model,
+        val_loader,
+        len(class_names),
+        scales=cfg.eval.scales,
+        flip=cfg.eval.flip,
+        amp=cfg.train.amp,
+    )
+    return {
+        "mIoU": scores["mIoU"],
+        "pixel_acc": scores["pixel_acc"],
+        "mean_acc": scores["mean_acc"],
+        "iou": dict(zip(class_names, scores["iou"], strict=True)),
+        "acc": dict(zip(class_names, scores["acc"], strict=True)),
+    }
+
+
+def evaluation_sweep(
+    run: RunSpec, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The scores with eval.sweep_param of the context module set to each of sweep_values."""
+    param, sweep = run.cfg.eval.sweep_param, []
+    if not param or not hasattr(model.head.context, param):
+        return sweep
+    context = model.head.context
+    original = getattr(context, param)
+    for raw in run.cfg.eval.sweep_values:
+        value = int(raw) if float(raw).is_integer() else raw
+        setattr(context, param, value)
+        point = {"setting": f"{param}={value}", "param": param, "value": value}
+        point.update(score(run, model, val_loader, class_names))
+        sweep.append(point)
+        log_event(run, {"event": "sweep", "setting": point["setting"], "mIoU": point["mIoU"]})
+    setattr(context, param, original)
+    return sweep
+
+
+def _training_figures(run: RunSpec, result: TrainResult) -> dict[str, Any]:
+    global_images = result.iterations * run.cfg.train.batch_size
+    seconds = result.train_time_s
+    return {
+        "iterations": result.iterations,
+        "train_time_s": seconds,
+        "train_images_per_s": global_images / seconds if seconds else None,
+    }
+
+
+def _write_metrics(run: RunSpec, metrics: dict[str, Any]) -> None:
+    """metrics.json, written last: it marks the run as done."""
+    if run.dist.is_main:
+        files.atomic_write_json(run.run_dir / "metrics.json", metrics)
 
 
 def _write_run_files(run: RunSpec) -> None:
