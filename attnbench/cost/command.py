@@ -149,10 +149,11 @@ def command(args: argparse.Namespace) -> int:
     with tqdm(total=total, desc="profile", unit="case", disable=None) as bar:
         bar.set_postfix_str("dense matmul rate")
         size = 256 if args.quick else 2048
-        rate = matmul_rate(env.device, env.dtype, size=size, budget_s=budget.seconds)
+        rate, numerics = matmul_rate(env.device, env.dtype, size=size, budget_s=budget.seconds)
+        bar.write(f"dense matmul reference ({size}^3, {numerics}): {rate / 1e9:,.1f} GMACs/s")
         bar.update()
         if paper_cases:
-            _run_paper(paper_cases, env, budget, (size, rate), out, suffix, bar)
+            _run_paper(paper_cases, env, budget, (size, rate, numerics), out, suffix, bar)
         if sweep_on:
             limits = {n: formula_limit(modules.build(n, sizes["channels"]).macs) for n in names}
             caps = (args.sweep_max_seconds, args.sweep_max_memory_mb)
@@ -225,20 +226,22 @@ def _run_paper(
     cases: list[Case],
     env: RunEnv,
     budget: Budget,
-    matmul: tuple[int, float],
+    matmul: tuple[int, float, str],
     out: Path,
     suffix: str,
     bar: tqdm,
 ) -> None:
-    size, rate = matmul
+    size, rate, numerics = matmul
     device_case = Case("device", "matmul", size, size, size)
     path = out / f"paper{suffix}.csv"
     done = _finished_cases(path, cases, env)
     if done:
         # Resume: the earlier run's rows (same device, dtype, torch, threads) are kept, with
-        # its matmul rate, so every '% matmul' figure keeps referring to one measurement.
-        rate = next(r["value"] for r in _read_rows(path) if r["metric"] == "matmul_macs_per_s")
-    rows = [row(device_case, env, "matmul_macs_per_s", rate, "MACs/s", "square matmul, median")]
+        # its matmul rate, so every '% of peak' figure keeps referring to one measurement.
+        earlier = next(r for r in _read_rows(path) if r["metric"] == "matmul_macs_per_s")
+        rate, numerics = earlier["value"], earlier["method"].removeprefix("square matmul, median; ")
+    method = f"square matmul, median; {numerics}"
+    rows = [row(device_case, env, "matmul_macs_per_s", rate, "MACs/s", method)]
     rows += [r for kept in done.values() for r in kept]
     unsupported: dict[str, dict[str, int]] = {}
     kinds: dict[str, str] = {}
@@ -251,7 +254,7 @@ def _run_paper(
             bar.update()
             continue
         bar.set_postfix_str(case.label)
-        measured = measure_case(case, env, budget, rate)
+        measured = measure_case(case, env, budget)
         rows += measured.rows
         unsupported[case.label] = measured.unsupported
         kinds.update(_memory_kinds(measured))
@@ -286,7 +289,7 @@ def _finished_cases(path: Path, cases: list[Case], env: RunEnv) -> dict[str, lis
             if (r["scope"], r["module"], str(r["setting"]), int(r["height"]), int(r["width"]))
             == (case.scope, case.module, case.setting, case.height, case.width)
         ]
-        if any(r["metric"] == "rate_train" for r in mine):
+        if any(r["metric"] == "macs_per_s_train" for r in mine):
             by_label[case.label] = mine
     return by_label
 

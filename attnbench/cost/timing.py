@@ -11,8 +11,9 @@ median and the interquartile range of the per-call times are reported.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,14 +81,44 @@ def training_step(model: nn.Module, *inputs: torch.Tensor) -> Callable[[], Any]:
     return step
 
 
+@contextlib.contextmanager
+def fastest_numerics(device: torch.device, dtype: torch.dtype) -> Iterator[str]:
+    """Run a float32 matmul under the fastest numerics any measured op may use; yields a
+    description of them.
+
+    cuDNN convolutions run in TF32 when torch.backends.cudnn.allow_tf32 (torch's
+    default), while matmuls default to full float32: a reference matmul with TF32 off
+    is then slower than the convolutions it is compared with, and "% of it" passes 100.
+    """
+    if device.type != "cuda" or dtype != torch.float32:
+        yield f"{str(dtype).removeprefix('torch.')}, no TF32"
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32
+    tf32 = saved or torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        yield f"float32, TF32 {'on' if tf32 else 'off'} (as cuDNN convolutions)"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def matmul_rate(
     device: torch.device, dtype: torch.dtype, *, size: int = 2048, budget_s: float = 1.0
-) -> float:
-    """Dense (size x size) @ (size x size) multiply-accumulates per second on `device`."""
+) -> tuple[float, str]:
+    """Dense (size x size) @ (size x size) multiply-accumulates per second on `device`,
+    under `fastest_numerics`; returns the rate and the numerics used."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    latency = time_callable(lambda: a @ b, budget_s=budget_s, min_samples=5)
-    return size**3 / latency.median_s
+    with fastest_numerics(device, dtype) as numerics:
+        latency = time_callable(lambda: a @ b, budget_s=budget_s, min_samples=5)
+    return size**3 / latency.median_s, numerics
 
 
-__all__ = ["Latency", "inference_step", "matmul_rate", "time_callable", "training_step"]
+__all__ = [
+    "Latency",
+    "fastest_numerics",
+    "inference_step",
+    "matmul_rate",
+    "time_callable",
+    "training_step",
+]

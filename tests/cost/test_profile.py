@@ -219,3 +219,35 @@ def test_latency_figure_leaves_the_identity_out_and_says_so() -> None:
     assert set(drawn["module"]) == {"a2"}
     assert "none (identity): 0.004–0.006 ms" in note
     assert _latency_note(latency[latency["module"] == "a2"])[1] == ""
+
+
+def test_reference_matmul_uses_the_convolutions_tf32_setting() -> None:
+    from attnbench.cost.timing import fastest_numerics
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+    try:
+        # Only backend flags are touched, so a CUDA device object works without a GPU.
+        with fastest_numerics(torch.device("cuda"), torch.float32) as numerics:
+            assert torch.backends.cuda.matmul.allow_tf32 and "TF32 on" in numerics
+        assert not torch.backends.cuda.matmul.allow_tf32
+        with fastest_numerics(torch.device("cpu"), torch.float32) as numerics:
+            assert not torch.backends.cuda.matmul.allow_tf32 and "no TF32" in numerics
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:
+    import attnbench.cost.command as profile
+
+    # A reference far slower than any case: every case beats it, as convolutions can.
+    monkeypatch.setattr(profile, "matmul_rate", lambda *a, **k: (1.0, "float32, fake"))
+    argv = ("--quick", "--out", str(tmp_path), "--parts", "paper", "--modules", "none", "a2")
+    assert command(_parse(*argv)) == 0
+    text = (tmp_path / "paper.md").read_text()
+    assert "the fastest measured case" in text and "float32, fake" in text
+    table = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ")]
+    header, rows = [c.strip() for c in table[0]], table[1:]
+    columns = [header.index("infer % of peak"), header.index("train % of peak")]
+    percents = [float(row[i].replace(",", "")) for row in rows for i in columns]
+    assert len(percents) == 8 and max(percents) == 100.0 and min(percents) >= 0
