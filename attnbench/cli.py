@@ -35,6 +35,12 @@ def _profile() -> tuple[Setup, Handler]:
     return configure_parser, command
 
 
+def _cost() -> tuple[Setup, Handler]:
+    from .cost.recipe import command, configure_parser
+
+    return configure_parser, command
+
+
 def _equivalence() -> tuple[Setup, Handler]:
     from .studies.equivalence import command, configure_parser
 
@@ -57,6 +63,7 @@ COMMANDS: dict[str, tuple[Callable[[], tuple[Setup, Handler]], str]] = {
     "run": (_run, "train and evaluate every head of an experiment YAML"),
     "report": (_report, "rebuild the tables and figures of results/<experiment>"),
     "profile": (_profile, "MACs, parameters, memory and latency of every module"),
+    "cost": (_cost, "memory, img/s and fps of every head at a recipe, beside mmseg's"),
     "equivalence": (_equivalence, "EMA (one stage) against A2: the measured gap"),
     "data": (_data, "download and lay out Pascal VOC 2012 + SBD"),
     "readme": (_readme, "copy results/quick's summary and figures into README.md"),
