@@ -23,26 +23,27 @@ import torch
 
 from .distributed import DistInfo
 from .errors import UserError
-from .experiment.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def resolve_device(train: TrainConfig, info: DistInfo) -> torch.device:
-    """`train.device` as a torch.device; "auto" is CUDA when available. Ranks use their GPU."""
-    name = train.device
+def resolve_device(wanted: str, local_rank: int = 0, *, key: str = "train.device") -> torch.device:
+    """`wanted` ("auto", "cpu", "cuda", "cuda:<i>") as a torch.device.
+
+    "auto" is CUDA when available; a bare "cuda" is this process's GPU, `local_rank`.
+    `key` names the setting in the error raised for a device this machine lacks.
+    """
+    name = wanted
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"train.device: {train.device!r}: CUDA is not available here")
+            raise UserError(f"{key}: {wanted!r}: CUDA is not available here")
         if name == "cuda":
-            name = f"cuda:{info.local_rank}"
+            name = f"cuda:{local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(
-            f"train.device: {train.device!r}: only {torch.cuda.device_count()} CUDA device(s)"
-        )
+        raise UserError(f"{key}: {wanted!r}: only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

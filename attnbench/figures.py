@@ -5,7 +5,6 @@ Import `plt` from here: the Agg backend is chosen before pyplot is first importe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -15,19 +14,19 @@ matplotlib.use("Agg")  # reports are built on servers without a display
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from .files import atomic_path
+
 DPI = 110
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Write `fig` as PNG through a temporary file, so a reader never sees half a file."""
+    """Write `fig` as PNG, atomically (a reader never sees half a file), and close it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

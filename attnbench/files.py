@@ -7,10 +7,12 @@ new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +24,32 @@ def umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def temporary_beside(path: Path) -> tuple[int, str]:
-    """(fd, name) of a new temporary file next to `path`, with the umask's mode.
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; it becomes `path` when the block ends.
 
-    mkstemp creates its file 0600, and os.replace keeps that mode: without the chmod
-    every result file would be private to its writer, unlike the figures.
+    The temporary has the umask's mode: mkstemp creates its file 0600, and os.replace
+    keeps that mode, so without the chmod every result file would be private to its
+    writer. An error in the block removes the temporary and leaves `path` as it was.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, umask_mode())
-    return fd, tmp
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, umask_mode())
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = temporary_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -41,3 +41,31 @@ def test_checkpoints_get_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644
+
+
+def test_figures_go_through_the_same_writer(tmp_path: Path) -> None:
+    from attnbench.figures import plt, save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    old = os.umask(0o022)
+    try:
+        save_figure(fig, tmp_path / "f.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE((tmp_path / "f.png").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "summary.md"
+    files.atomic_write_text(path, "old\n")
+    try:
+        with files.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]

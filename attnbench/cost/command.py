@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 import modules
 
-from ..env import REPO_ROOT, device_name
+from ..env import REPO_ROOT, device_name, resolve_device
 from ..errors import UserError
 from ..files import atomic_write_text
 from .measure import Budget, Case, Measured, RunEnv, measure_case, measure_sweep_point, row
@@ -178,12 +178,7 @@ def replot(out: Path) -> int:
 def _run_env(args: argparse.Namespace) -> RunEnv:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    name = args.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine")
-    device = torch.device(name)
+    device = resolve_device(args.device, key="--device")
     dtype = getattr(torch, args.dtype)
     if device.type == "cpu" and dtype != torch.float32:
         raise UserError(f"--dtype {args.dtype}: the CPU profile runs in float32 only")
@@ -366,13 +361,3 @@ def _over_cap(
     if predicted_mb > caps[1]:
         return f"predicted memory {predicted_mb:.0f} MB > {caps[1]:g} MB"
     return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnbench profile", description=__doc__)
-    configure_parser(parser)
-    return command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -384,11 +384,6 @@ def flop_counter_count(
     return CounterCount(macs=counter.get_total_flops() // 2, uncovered=tuple(uncovered))
 
 
-def flop_counter_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
-    """torch.utils.flop_counter's forward count in MACs (FLOPs / 2)."""
-    return flop_counter_count(model, *inputs).macs
-
-
 __all__ = [
     "MATRIX_OPS",
     "CounterCount",
@@ -397,5 +392,4 @@ __all__ = [
     "count_macs",
     "eval_mode",
     "flop_counter_count",
-    "flop_counter_macs",
 ]

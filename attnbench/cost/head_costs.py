@@ -12,12 +12,13 @@ model at the per-process training batch, and labelled as such.
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any
 
 import torch
 
 from ..model.segmenter import Segmenter, count_parameters
+from .flops import count_macs
+from .memory import saved_tensor_bytes
 
 CUDA_PEAK = "cuda_peak_allocated"
 CPU_SAVED = "cpu_saved_for_backward"
@@ -35,11 +36,6 @@ def static_costs(model: Segmenter, image_size: tuple[int, int]) -> dict[str, Any
         _, c4 = probe.backbone(torch.zeros(1, 3, *image_size))  # (1, C4, h, w)
         feature = probe.head.context_input(c4)  # (1, C, h, w)
     costs["feature_size"] = list(feature.shape[-2:])
-    try:
-        from .flops import count_macs
-    except ImportError as err:
-        print(f"warning: MACs not counted ({err})", file=sys.stderr)
-        return {**costs, "macs": None, "macs_module": None}
     with torch.random.fork_rng(devices=[]):
         head = count_macs(probe.head, c4)
         module = count_macs(probe.head.context, feature)
@@ -51,11 +47,6 @@ def static_costs(model: Segmenter, image_size: tuple[int, int]) -> dict[str, Any
 
 def cpu_training_memory(model: Segmenter, batch: torch.Tensor) -> dict[str, Any]:
     """Bytes saved for backward by one training forward of a copy of `model` on `batch`."""
-    try:
-        from .memory import saved_tensor_bytes
-    except ImportError as err:
-        print(f"warning: training memory not measured ({err})", file=sys.stderr)
-        return {"train_memory_mb": None, "memory_kind": None}
     probe = copy.deepcopy(model).cpu().float().train()
     with torch.random.fork_rng(devices=[]):
         saved = saved_tensor_bytes(probe, batch.cpu().float())

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..markdown import md_table
+
 FIT_METRICS: dict[str, str] = {
     "macs": "MACs (fvcore)",
     "mem_infer_mb": "inference peak memory",
@@ -81,12 +83,6 @@ def formula_limit(macs: Any) -> float:
 
 
 # -- Markdown ----------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _num(value: float, digits: int = 2) -> str:
@@ -217,7 +213,7 @@ def paper_markdown(
                 _num(100 * r.get("macs_per_s_train", np.nan) / peak, 1),
             ]
         )
-    return "\n".join([*lines, _table(header, rows), ""])
+    return "\n".join([*lines, md_table(header, rows), ""])
 
 
 def fit_markdown(fits: pd.DataFrame, sweep: pd.DataFrame, notes: list[str]) -> str:
@@ -247,7 +243,7 @@ def fit_markdown(fits: pd.DataFrame, sweep: pd.DataFrame, notes: list[str]) -> s
         ]
         for _, r in fits.iterrows()
     ]
-    return "\n".join([*lines, _table(header, rows), ""])
+    return "\n".join([*lines, md_table(header, rows), ""])
 
 
 # -- plots -------------------------------------------------------------------------

@@ -154,14 +154,11 @@ class SyntheticShapes(Dataset):
         p = _count_probabilities(table, weights)
         if not np.isfinite(p).all():
             raise ValueError(f"kind_count_weights {kind_count_weights} allow no image")
-        self.kind_count_weights = weights
-        self.alone_fraction = _alone_fraction(table, p)
         self._count_table = table
         self._count_cdf = np.cumsum(p)
         self.noise = noise
         self.rotate = rotate
         self.kind_cue = kind_cue
-        self.fallbacks = 0  # layouts that needed the relaxed rules, counted by sample()
         coords = np.arange(image_size, dtype=np.float32) + 0.5  # pixel centres
         self._ys, self._xs = coords[:, None], coords[None, :]
         # Everything that decides item i's pixels (the size only decides how many exist).
@@ -248,7 +245,6 @@ class SyntheticShapes(Dataset):
             if attempt >= 150:
                 counts = self._counts(rng)
             relax = 1.0 if attempt < 100 else 0.8
-            self.fallbacks += attempt == 100
             shapes = self._try_layout(rng, counts, min_dist * relax, background)
             if shapes is not None:
                 return shapes

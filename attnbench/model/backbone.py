@@ -231,13 +231,6 @@ class ResNet(nn.Module):
         return c3, c4
 
 
-def resnet(
-    depth: int, *, output_stride: int = 8, deep_stem: bool = False, width: int = 64
-) -> ResNet:
-    """Shorthand for ResNet(depth, ...)."""
-    return ResNet(depth, output_stride=output_stride, deep_stem=deep_stem, width=width)
-
-
 def _first(keys: list[str], n: int = 5) -> str:
     more = f", ... ({len(keys)} in all)" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more

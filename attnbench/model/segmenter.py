@@ -81,19 +81,6 @@ def build_model(
     return Segmenter(backbone, head, aux_head)
 
 
-def head_parameters(model: Segmenter, *, include_aux: bool = False) -> list[nn.Parameter]:
-    """Parameters of the main head, context module included (the aux head only if asked)."""
-    params = list(model.head.parameters())
-    if include_aux and model.aux_head is not None:
-        params += list(model.aux_head.parameters())
-    return params
-
-
-def module_parameters(model: Segmenter) -> list[nn.Parameter]:
-    """Parameters of the context module alone."""
-    return list(model.head.context.parameters())
-
-
 def count_parameters(params: nn.Module | Iterable[nn.Parameter]) -> int:
     """Number of scalars in a module's parameters or in a list of parameters (frozen ones too)."""
     if isinstance(params, nn.Module):

@@ -16,8 +16,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ..cost.memory import DESCRIPTIONS
 from ..errors import UserError
 from ..files import atomic_write_text, read_json
+from ..markdown import md_table
 from . import plots
 from .stats import load_curves, load_runs, per_class_iou, split_diverged, summarise, sweep_tables
 
@@ -82,12 +84,7 @@ def describe_memory_kind(kind: str) -> str:
     """The kind's label with what it measures, when known."""
     meaning = MEMORY_KINDS.get(kind)
     if meaning is None:
-        try:
-            from ..cost.memory import DESCRIPTIONS
-
-            meaning = DESCRIPTIONS.get(kind)
-        except ImportError:
-            pass
+        meaning = DESCRIPTIONS.get(kind)
     return f"`{kind}` ({meaning})" if meaning else f"`{kind}`"
 
 
@@ -102,12 +99,6 @@ def read_experiment_config(exp_dir: Path) -> dict:
 
 
 # --- Markdown -------------------------------------------------------------------------------
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _fmt(value: float, digits: int = 2) -> str:

@@ -27,6 +27,8 @@ from modules.double_attention import DoubleAttention
 from modules.em_attention import EMAUnit
 
 from ..files import atomic_write_text
+from ..markdown import md_table
+from ..report.stats import load_runs
 
 DEFAULT_TEMPERATURES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 CSV_COLUMNS = ("quantity", "dtype", "temperature", "value")
@@ -128,13 +130,12 @@ def _runs_table(paths: Sequence[pathlib.Path]) -> list[str]:
     frames, lines = [], []
     for path in paths:
         if path.is_file():
-            frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+            frames.append(load_runs(path)[0])
         else:
             lines.append(f"No runs found at `{path}`.")
     if not frames:
         return lines
     runs = pd.concat(frames, ignore_index=True)
-    runs["setting"] = runs["setting"].fillna("")
     sel = runs[
         (runs["metric"] == "mIoU") & runs["module"].isin(["a2", "ema"]) & (runs["setting"] == "")
     ]
@@ -150,16 +151,16 @@ def _runs_table(paths: Sequence[pathlib.Path]) -> list[str]:
         "stages it was trained with (the T x T' grid is in results/ema_stages/). "
         "Compare rows across experiments only when their recipes agree.",
         "",
-        "| experiment | module | head | mIoU | seeds |",
-        "|---|---|---|---|---|",
     ]
-    for row in stats.itertuples(index=False):
-        std = "n/a" if math.isnan(row.std) else f"{row.std:.2f}"
-        lines.append(
-            f"| {row.experiment} | {row.module} | {row.head} | {row.mean:.2f} ± {std} | "
-            f"{row.count} |"
-        )
-    return lines
+    rows = [
+        [r.experiment, r.module, r.head, f"{r.mean:.2f} ± {_std(r.std)}", r.count]
+        for r in stats.itertuples(index=False)
+    ]
+    return [*lines, md_table(["experiment", "module", "head", "mIoU", "seeds"], rows)]
+
+
+def _std(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
 def _plot(result: dict, path: pathlib.Path) -> None:
@@ -206,20 +207,19 @@ def write_equivalence_report(
         "EMA: one stage, no L2 norm, temperature 1. A2: A = identity, theta = rho = mu0^T, "
         "no bias, responsibility gather. Both reconstructions from the modules.",
         "",
-        "| dtype | max abs diff | relative diff |",
-        "|---|---|---|",
     ]
-    for dtype, fig in result["exact"].items():
-        lines.append(f"| {dtype} | {fig['max_abs_diff']:.3e} | {fig['rel_diff']:.3e} |")
+    exact = [
+        [dtype, f"{fig['max_abs_diff']:.3e}", f"{fig['rel_diff']:.3e}"]
+        for dtype, fig in result["exact"].items()
+    ]
+    lines += [md_table(["dtype", "max abs diff", "relative diff"], exact)]
     lines += [
         "",
         "Paper's gather (softmax over positions), the temperature lambda applied to both maps:",
         "",
-        "| temperature | ‖EMA − A2‖ / ‖A2‖ |",
-        "|---|---|",
     ]
-    for t, value in result["softmax_gap"].items():
-        lines.append(f"| {t:g} | {value:.3e} |")
+    gaps = [[f"{t:g}", f"{value:.3e}"] for t, value in result["softmax_gap"].items()]
+    lines += [md_table(["temperature", "‖EMA − A2‖ / ‖A2‖"], gaps)]
     lines += ["", "![gap vs temperature](equivalence.png)", ""]
     if runs_csvs:
         lines += ["## Trained heads", "", *_runs_table([pathlib.Path(p) for p in runs_csvs]), ""]

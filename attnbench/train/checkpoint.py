@@ -9,7 +9,6 @@ CUDA).
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -45,14 +44,8 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, is_main: bool) -> None
     states = distributed.all_gather_object(rng_state())
     if not is_main:
         return
-    fd, tmp = files.temporary_beside(path)
-    os.close(fd)
-    try:
+    with files.atomic_path(path) as tmp:
         torch.save({**state, "rng": states}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, rank: int, world_size: int = 1) -> dict[str, Any] | None:

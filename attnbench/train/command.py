@@ -144,7 +144,7 @@ def _check_machine_and_data(
     from ..data import build_dataset
 
     try:
-        device = env.resolve_device(cfg.train, info)
+        device = env.resolve_device(cfg.train.device, info.local_rank)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     if cfg.train.batch_size % info.world_size:
@@ -199,11 +199,8 @@ def _say(info: DistInfo, text: str) -> None:
 
 
 def _build_report(exp_dir: Path) -> None:
-    try:
-        from ..report.command import build_report
-    except ImportError as err:
-        print(f"warning: no report ({err})", file=sys.stderr)
-        return
+    from ..report.command import build_report
+
     try:
         path = build_report(exp_dir)
     except Exception as err:  # the results are written; a failing figure must not hide them

@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed, files
 from ..data import sampling
+from ..data.transforms import IGNORE_INDEX
 from ..distributed import DistInfo
 from ..env import autocast
 from ..experiment.config import ExperimentConfig, HeadSpec
 from ..progress import Progress
 from . import checkpoint
 from .evaluate import evaluate
-from .metrics import IGNORE_INDEX
 
 
 class Diverged(Exception):

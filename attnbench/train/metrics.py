@@ -15,7 +15,7 @@ import math
 
 import torch
 
-IGNORE_INDEX = 255
+from ..data.transforms import IGNORE_INDEX
 
 
 def confusion_matrix(

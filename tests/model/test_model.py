@@ -17,8 +17,6 @@ from attnbench.model.segmenter import (
     Segmenter,
     build_model,
     count_parameters,
-    head_parameters,
-    module_parameters,
 )
 
 # torchvision's published parameter counts (ResNet*_Weights.IMAGENET1K_V1 meta["num_params"]),
@@ -219,15 +217,12 @@ def test_module_build_errors_propagate() -> None:
         build_model(_model_cfg(), 4, "none", {"bogus": 1})
 
 
-def test_head_parameter_helpers() -> None:
+def test_count_parameters_adds_up_over_the_parts() -> None:
     model = build_model(_model_cfg(), 4, "none", {})
-    head_only = count_parameters(head_parameters(model))
-    assert head_only == count_parameters(model.head)
-    with_aux = count_parameters(head_parameters(model, include_aux=True))
-    assert with_aux == head_only + count_parameters(model.aux_head)
-    assert module_parameters(model) == []
-    total = count_parameters(model)
-    assert total == count_parameters(model.backbone) + with_aux
+    parts = (model.backbone, model.head, model.aux_head)
+    assert count_parameters(model) == sum(count_parameters(p) for p in parts)
+    assert count_parameters(model.head.context) == 0
+    assert count_parameters(list(model.head.parameters())) == count_parameters(model.head)
 
 
 def test_head_layout() -> None:

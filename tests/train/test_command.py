@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -290,14 +289,6 @@ def test_heads_subset_runs_only_those(tmp_path: Path, reports: list[Path]) -> No
     runs = tmp_path / "results/tiny/runs"
     assert [p.name for p in runs.iterdir()] == ["other"]
     assert {r["head"] for r in read_csv(runs.parent / "runs.csv")} == {"other"}
-
-
-def test_report_import_failure_is_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "attnbench.report.command", None)
-    runner._build_report(tmp_path)
-    assert "warning: no report" in capsys.readouterr().err
 
 
 def test_tables_match_the_report_schema() -> None:
