@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..markdown import md_table
 from .published import published_ratios
-from .report import _num, _table
+from .report import _num
 
 CAVEAT = (
     "mmsegmentation trained in float32 on other GPUs with 4 (VOC) or 2 (Cityscapes) images "
@@ -91,7 +92,7 @@ def _backbone_table(wide: pd.DataFrame, modules: pd.Series, depth: int) -> str:
                 *mmseg,
             ]
         )
-    return _table(HEADER, rows)
+    return md_table(HEADER, rows)
 
 
 def _rate(r: pd.Series, kind: str) -> str:
