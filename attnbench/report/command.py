@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,10 @@ from ..errors import UserError
 from ..files import atomic_write_text, read_json
 from ..markdown import md_table
 from . import plots
+from .map_figures import image_figures
 from .stats import load_curves, load_runs, per_class_iou, split_diverged, summarise, sweep_tables
 
 LEVEL = 0.95
-MAPS_FILE = "attention_maps.png"
 
 
 # --- Reading ------------------------------------------------------------------------------
@@ -234,12 +235,11 @@ def _sweep_row_labels(table: pd.DataFrame, param: str, config: dict) -> list[str
 
 
 def _render_maps(exp_dir: Path, num_images: int, heads: list[str]) -> str:
-    """Rebuild the attention-map figure when checkpoints allow; a line for report.md."""
-    target = exp_dir / MAPS_FILE
+    """Rebuild the attention-map figures when checkpoints allow; a line for report.md."""
     try:
         from .maps import render_attention_maps
 
-        note = render_attention_maps(exp_dir, target, num_images=num_images, head_order=heads)
+        note = render_attention_maps(exp_dir, num_images=num_images, head_order=heads)
     except Exception as err:  # the figure is a bonus: the tables must still be written
         note = f"Attention maps not rebuilt: {type(err).__name__}: {err}"
         print(f"attnbench report: warning: {note}", file=sys.stderr)
@@ -327,7 +327,8 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
         ("macs", "head GMACs per image", 1e9, "miou_vs_macs.png"),
         ("train_memory_mb", memory_label, 1.0, "miou_vs_memory.png"),
     ):
-        png = plots.plot_miou_against(summary, column, label, exp_dir / file, scale)
+        caption = "\n".join(line.removeprefix("- ") for line in context)
+        png = plots.plot_miou_against(summary, column, label, exp_dir / file, scale, caption)
         out += [f"![mIoU against {column}]({png.name})" if png else f"No {column} values.", ""]
 
     out += ["## Training curves", ""]
@@ -347,15 +348,23 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
         else "Attention maps not rebuilt (--no-maps)."
     )
     out += [note, ""]
-    if (exp_dir / MAPS_FILE).is_file():
-        out += [f"![attention maps]({MAPS_FILE})", ""]
-    ema_maps = exp_dir / MAPS_FILE.replace(".png", "_ema.png")
+    for k, figure in enumerate(image_figures(exp_dir), start=1):
+        out += [f"![attention maps, image {k}]({figure.name})", ""]
+    ema_maps = exp_dir / "attention_maps_ema.png"
     if ema_maps.is_file():
         out += [f"![EMA responsibilities]({ema_maps.name})", ""]
 
     report = exp_dir / "report.md"
     atomic_write_text(report, "\n".join(out))
     return report
+
+
+def report_files(exp_dir: Path) -> list[Path]:
+    """summary.md, report.md and every figure report.md shows, in its order."""
+    report = exp_dir / "report.md"
+    figures = re.findall(r"\]\(([^)\s]+\.png)\)", report.read_text()) if report.is_file() else []
+    found = [exp_dir / "summary.md", report, *(exp_dir / name for name in figures)]
+    return [path for path in dict.fromkeys(found) if path.is_file()]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:

@@ -1,5 +1,6 @@
-"""Attention-map figure: for a few validation images, the input, the label, and per head
-its prediction and its context module's own map for a marked query pixel.
+"""Attention-map figures: for a few validation images, the input, the label, and per head
+its prediction and its context module's own map for a marked query pixel (drawn by
+map_figures.py, one figure per image).
 
 Unlike the tables, this needs the trained weights
 (results/<exp>/runs/<head>/seed<k>/checkpoints/last.pt, not committed): without them
@@ -15,12 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import ListedColormap
 
-from ..data.transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from ..data.transforms import IGNORE_INDEX
 from ..experiment.config import ExperimentConfig, load_config
-from ..figures import plt, save_figure
 from ..files import read_json
+from .map_figures import draw_all, image_figures
 
 # The map shown per head: the first of these keys that the module returns.
 MAIN_MAPS = ("responsibilities", "attention", "position", "criss_cross", "long_range", "gather")
@@ -169,97 +169,18 @@ def _load_model(exp_dir: Path, run: HeadRun, num_classes: int, device: torch.dev
     return model.to(device).eval()
 
 
-def _denormalise(image: torch.Tensor) -> np.ndarray:
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (image.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()  # (H, W, 3)
-
-
-def _class_cmap(num_classes: int):
-    base = plt.get_cmap("tab20").colors
-    colours = [(0.0, 0.0, 0.0), *[base[i % len(base)] for i in range(max(num_classes - 1, 1))]]
-    # Ignored pixels (label 255, masked) show white.
-    return ListedColormap(colours[:num_classes] or colours[:1]).with_extremes(bad="white")
-
-
-def _mark(ax, query: tuple[int, int]) -> None:
-    ax.plot(query[1], query[0], marker="x", color="cyan", markersize=9, mew=2.5)
-
-
-def _draw(
-    heads: list[HeadMaps], samples: list, queries: list, num_classes: int, out: Path
-) -> list[Path]:
-    # Column plan: input, label, then per head its prediction and (if it has one) its map.
-    plan: list[tuple[str, HeadMaps | None]] = [("input", None), ("label", None)]
-    for head in heads:
-        plan.append(("prediction", head))
-        if any(m is not None for m in head.maps):
-            plan.append(("map", head))
-    rows, cols = len(samples), len(plan)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.4), squeeze=False)
-    classes = {
-        "cmap": _class_cmap(num_classes),
-        "vmin": 0,
-        "vmax": num_classes - 1,
-        "interpolation": "nearest",
-    }
-    for r, ((image, label), query) in enumerate(zip(samples, queries, strict=True)):
-        for c, (kind, head) in enumerate(plan):
-            ax = axes[r, c]
-            if kind == "input":
-                ax.imshow(_denormalise(image))
-                _mark(ax, query)
-            elif kind == "label":
-                ax.imshow(np.ma.masked_equal(label.cpu().numpy(), IGNORE_INDEX), **classes)
-            elif kind == "prediction":
-                ax.imshow(head.predictions[r], **classes)
-            elif head.maps[r] is not None:
-                cmap = "tab20" if head.categorical else "magma"
-                ax.imshow(head.maps[r], cmap=cmap, interpolation="nearest")
-                _mark(ax, query)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    for c, (kind, head) in enumerate(plan):
-        if head is None:
-            title = "input (× = query)" if kind == "input" else "label"
-        else:
-            title = f"{head.run.head}: {'prediction' if kind == 'prediction' else head.map_title}"
-        axes[0, c].set_title(title, fontsize=7)
-    written = [save_figure(fig, out)]
-
-    ema = next((h for h in heads if h.bases), None)
-    ema_out = out.with_name(f"{out.stem}_ema.png")
-    if ema is None or not ema.bases:
-        ema_out.unlink(missing_ok=True)  # a figure of heads no longer drawn would mislead
-    else:
-        k = ema.bases[0].shape[0]
-        fig, axes = plt.subplots(rows, 1 + k, figsize=(1.7 * (1 + k), 1.7 * rows + 0.4))
-        axes = np.asarray(axes).reshape(rows, 1 + k)
-        for r, (image, _label) in enumerate(samples):
-            axes[r, 0].imshow(_denormalise(image))
-            for j in range(k):
-                axes[r, 1 + j].imshow(ema.bases[r][j], cmap="magma", vmin=0.0, vmax=1.0)
-        axes[0, 0].set_title("input", fontsize=7)
-        for j in range(k):
-            axes[0, 1 + j].set_title(f"{ema.run.head}: z_{j}", fontsize=7)
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        written.append(save_figure(fig, ema_out))
-    return written
-
-
 def render_attention_maps(
-    exp_dir: Path, out: Path, num_images: int = 3, head_order: list[str] | None = None
+    exp_dir: Path, num_images: int = 3, head_order: list[str] | None = None
 ) -> str:
-    """Draw `out` (and `<out>_ema.png` when a head is EMA) from each head's last checkpoint.
+    """Draw attention_maps_<k>.png per image (and attention_maps_ema.png when a head is
+    EMA) into exp_dir from each head's last checkpoint.
 
     Returns one line for report.md saying what was drawn, or why nothing was.
     """
-    exp_dir, out = Path(exp_dir), Path(out)
+    exp_dir = Path(exp_dir)
     runs = find_checkpoints(exp_dir, head_order)
     if not runs:
-        kept = " The figure below is from an earlier build." if out.is_file() else ""
+        kept = " The figures below are from an earlier build." if image_figures(exp_dir) else ""
         return (
             "Attention maps not rebuilt: no checkpoints under runs/*/seed*/checkpoints/last.pt "
             f"(they are not committed; rerun the experiment to draw them).{kept}"
@@ -267,7 +188,7 @@ def render_attention_maps(
     build_dataset, dataset_info = _data_api()
     cfg = load_run_config(exp_dir, runs[0].run_dir)
     dataset = build_dataset(cfg.data, "val", train=False)
-    num_classes = dataset_info(cfg.data).num_classes
+    class_names = dataset_info(cfg.data).class_names
     count = min(num_images, len(dataset))
     indices = sorted({round(i * (len(dataset) - 1) / max(count - 1, 1)) for i in range(count)})
     samples = [dataset[i] for i in indices]
@@ -275,17 +196,18 @@ def render_attention_maps(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     heads = []
     for run in runs:
-        model = _load_model(exp_dir, run, num_classes, device)
+        model = _load_model(exp_dir, run, len(class_names), device)
         heads.append(head_maps(model, run, samples, queries))
         del model
-    _draw(heads, samples, queries, num_classes, out)
+    draw_all(heads, samples, queries, class_names, indices, exp_dir)
     seeds = ", ".join(f"{r.head} seed {r.seed}" for r in runs)
     images = ", ".join(map(str, indices))
     return (
-        f"Validation images {images}; each head's last checkpoint ({seeds}). Per head: its "
-        "prediction and its module's map for the query pixel × (EMA: the base each pixel is "
-        "most responsible to, and its first responsibilities below; A2: the first gather map), "
-        "upsampled (nearest) from the feature grid."
+        f"Validation images {images}, one figure each; each head's last checkpoint ({seeds}). "
+        "Per head: its prediction and its module's map for the query pixel × (EMA: the base "
+        "each pixel is most responsible to, and its first responsibilities in a figure of "
+        "their own; A2: the first gather map), upsampled (nearest) from the feature grid and "
+        "divided by its largest weight."
     )
 
 

@@ -4,44 +4,137 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Annotation, Text
 
 from ..figures import plt, save_figure
 
+LABEL_GAP_PX = 2.0  # clearance left between two point labels after repelling
+MARKER_RADIUS_PT = 4.0  # half the size of an errorbar marker (matplotlib's default 6 pt)
 
-def plot_miou_against(
-    summary: pd.DataFrame, column: str, xlabel: str, path: Path, scale: float = 1.0
-) -> Path | None:
-    """mIoU (mean, 95% CI bars) against a per-head cost; None when no head has both values."""
+
+def repel_labels(ax: Axes, labels: list[Annotation], rounds: int = 200) -> None:
+    """Move point labels apart vertically until no label box touches another or a point.
+
+    Each round pushes every overlapping pair of labels apart by half their overlap (plus
+    a gap), the label of the higher point upwards, and moves a label off any point marker
+    it covers; offsets stay in points, so the result holds at any figure size.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_points = 72.0 / fig.dpi
+    points = [ax.transData.transform(label.xy) for label in labels]  # display pixels
+    radius = MARKER_RADIUS_PT / to_points
+    for _ in range(rounds):
+        # The text's own box: an Annotation's extent also spans its leader line.
+        boxes = [Text.get_window_extent(label, renderer) for label in labels]
+        moved = False
+        for i in range(len(labels)):
+            for j in range(i + 1, len(labels)):
+                a, b = boxes[i], boxes[j]
+                if not a.overlaps(b):
+                    continue
+                upper, lower = (i, j) if _anchor_y(labels[i]) >= _anchor_y(labels[j]) else (j, i)
+                overlap = min(a.y1, b.y1) - max(a.y0, b.y0) + LABEL_GAP_PX
+                _shift(labels[upper], overlap / 2 * to_points)
+                _shift(labels[lower], -overlap / 2 * to_points)
+                moved = True
+            step = _off_points(boxes[i], points, radius)
+            if step:
+                _shift(labels[i], step * to_points)
+                moved = True
+        if not moved:
+            return
+        fig.canvas.draw()
+
+
+def _off_points(box: Any, points: list[Any], radius: float) -> float:
+    """Pixels to move a label box up (+) or down (-) off the first marker it covers; 0 if none."""
+    for px, py in points:
+        if box.x0 - radius < px < box.x1 + radius and box.y0 - radius < py < box.y1 + radius:
+            if (box.y0 + box.y1) / 2 >= py:
+                return py + radius - box.y0 + LABEL_GAP_PX
+            return -(box.y1 - (py - radius) + LABEL_GAP_PX)
+    return 0.0
+
+
+def _anchor_y(label: Annotation) -> tuple[float, float]:
+    # Ties (the same mIoU) break by x, so the order never depends on the loop's.
+    return (label.xy[1], label.xy[0])
+
+
+def _shift(label: Annotation, dy_points: float) -> None:
+    x, y = label.xyann
+    label.xyann = (x, y + dy_points)
+
+
+def draw_miou_against(
+    summary: pd.DataFrame, column: str, xlabel: str, scale: float = 1.0, caption: str = ""
+) -> Figure | None:
+    """The figure of plot_miou_against, unsaved (tests read its artists)."""
     rows = summary[summary["miou_mean"].notna() & summary[column].notna()]
     if rows.empty:
         return None
     with sns.axes_style("whitegrid"):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        fig, ax = plt.subplots(figsize=(7.2, 4.6))
         # Colours follow the full head order, as in the curves figure.
         palette = dict(zip(summary["head"], sns.color_palette(n_colors=len(summary)), strict=True))
+        labels = []
         for row in rows.itertuples(index=False):
-            colour = palette[row.head]
             x = getattr(row, column) / scale
             # One seed has no interval: draw the point without a bar rather than a fake one.
             err = None if math.isnan(row.miou_ci) else row.miou_ci
-            marker = "s" if row.baseline else "o"
             ax.errorbar(
-                x, row.miou_mean, yerr=err, fmt=marker, color=colour, capsize=4, label=row.head
+                x,
+                row.miou_mean,
+                yerr=err,
+                fmt="s" if row.baseline else "o",
+                color=palette[row.head],
+                capsize=4,
+                label=row.head,
             )
-            ax.annotate(
-                row.head,
-                (x, row.miou_mean),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=8,
+            labels.append(
+                ax.annotate(
+                    row.head,
+                    (x, row.miou_mean),
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=9,
+                    # Readable where it crosses another head's error bar.
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.6},
+                    arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkB": 4},
+                )
             )
+        # From zero: a cost axis that starts at the cheapest head makes small gaps look large.
+        ax.set_xlim(0, rows[column].max() / scale * 1.15)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mIoU (%), mean ± 95% CI over seeds")
-        ax.legend(fontsize=8, loc="best")
-    return save_figure(fig, path)
+        # Outside the axes: inside, it covered error bars.
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="head")
+        if caption:
+            fig.text(0.01, -0.02, caption, fontsize=7.5, va="top", wrap=True)
+        repel_labels(ax, labels)
+    return fig
+
+
+def plot_miou_against(
+    summary: pd.DataFrame,
+    column: str,
+    xlabel: str,
+    path: Path,
+    scale: float = 1.0,
+    caption: str = "",
+) -> Path | None:
+    """mIoU (mean, 95% CI bars) against a per-head cost; None when no head has both values."""
+    fig = draw_miou_against(summary, column, xlabel, scale, caption)
+    return None if fig is None else save_figure(fig, path)
 
 
 def plot_curves(curves: pd.DataFrame, path: Path, heads: list[str] | None = None) -> Path | None:

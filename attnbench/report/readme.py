@@ -15,7 +15,7 @@ from ..files import atomic_write_text
 
 START = "<!-- results:start (written by `python -m attnbench readme`; do not edit) -->"
 END = "<!-- results:end -->"
-FIGURES = ("miou_vs_macs.png", "attention_maps.png")
+FIGURES = ("miou_vs_macs.png", "attention_maps_1.png")
 
 
 def results_block(exp_dir: Path, readme_dir: Path) -> str:

@@ -14,7 +14,7 @@ def _experiment(root: Path) -> Path:
     exp = root / "results" / "quick"
     exp.mkdir(parents=True)
     (exp / "summary.md").write_text("# Summary\n\n| head | mIoU |\n|---|---|\n| ema | 41.2 |\n")
-    for name in ("miou_vs_macs.png", "attention_maps.png"):
+    for name in ("miou_vs_macs.png", "attention_maps_1.png"):
         (exp / name).write_bytes(b"\x89PNG")
     return exp
 
@@ -40,7 +40,7 @@ def test_missing_pieces_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["readme", "--readme", str(readme), "--experiment", str(exp)]) == 2
     assert "expected the markers" in capsys.readouterr().err
     readme.write_text(f"{START}\n{END}\n")
-    (exp / "attention_maps.png").unlink()
+    (exp / "attention_maps_1.png").unlink()
     assert main(["readme", "--readme", str(readme), "--experiment", str(exp)]) == 2
-    assert "attention_maps.png: missing figure" in capsys.readouterr().err
+    assert "attention_maps_1.png: missing figure" in capsys.readouterr().err
     assert readme.read_text() == f"{START}\n{END}\n"

@@ -136,15 +136,16 @@ def test_missing_runs_csv_is_a_user_error(tmp_path, capsys):
 
 
 def test_cli_report_keeps_old_maps_without_checkpoints(exp_dir, capsys):
-    old = exp_dir / "attention_maps.png"
-    old.write_bytes(PNG_MAGIC + b"old figure")
+    old = [exp_dir / f"attention_maps_{k}.png" for k in (1, 2)]
+    for path in old:
+        path.write_bytes(PNG_MAGIC + b"old figure")
     assert main(["report", str(exp_dir)]) == 0
     assert "report.md" in capsys.readouterr().out
     text = (exp_dir / "report.md").read_text()
     assert (exp_dir / "summary.md").is_file()
-    assert old.read_bytes() == PNG_MAGIC + b"old figure"
+    assert all(path.read_bytes() == PNG_MAGIC + b"old figure" for path in old)
     assert "no checkpoints" in text and "earlier build" in text
-    assert "](attention_maps.png)" in text
+    assert "](attention_maps_1.png)" in text and "](attention_maps_2.png)" in text
 
 
 def test_attention_maps_from_checkpoints(exp_dir):
@@ -171,8 +172,52 @@ def test_attention_maps_from_checkpoints(exp_dir):
         torch.save({"model": model.state_dict(), "iteration": 1}, ckpt)
         status = "diverged" if spec.name == "nonlocal" else "finished"
         (ckpt.parent.parent / "metrics.json").write_text(f'{{"status": "{status}"}}')
-    note = render_attention_maps(exp_dir, exp_dir / "attention_maps.png", num_images=2)
+    # Figures of an earlier layout or of more images would mislead next to the new ones.
+    for stale in ("attention_maps.png", "attention_maps_3.png"):
+        (exp_dir / stale).write_bytes(PNG_MAGIC)
+    note = render_attention_maps(exp_dir, num_images=2)
     assert "none seed 0" in note and "ema seed 0" in note
     assert "nonlocal" not in note  # a diverged run's weights are not drawn
-    for name in ("attention_maps.png", "attention_maps_ema.png"):
+    for name in ("attention_maps_1.png", "attention_maps_2.png", "attention_maps_ema.png"):
         assert (exp_dir / name).read_bytes()[:8] == PNG_MAGIC
+    assert not (exp_dir / "attention_maps.png").exists()
+    assert not (exp_dir / "attention_maps_3.png").exists()
+    # One image per figure (the old single figure was 2451 x 541 px for three images).
+    from PIL import Image
+
+    with Image.open(exp_dir / "attention_maps_1.png") as figure:
+        width, height = figure.size
+    assert width >= 1000 and height >= 2 * 200  # two rows: input and label, then the heads
+
+
+def test_attention_map_figure_has_class_legend_and_colour_bar():
+    import numpy as np
+
+    from attnbench.figures import DPI, plt
+    from attnbench.report.map_figures import draw_image
+    from attnbench.report.maps import HeadMaps, HeadRun
+
+    names = ("background", "disk", "square")
+    weights = np.linspace(0.0, 0.02, 64).reshape(8, 8)  # softmax-sized weights
+    heads = [
+        HeadMaps(HeadRun(h, 0, Path(h), Path(h)), [np.zeros((8, 8), int)], [m], t, False, None)
+        for h, m, t in (("none", None, "no map"), ("nonlocal", weights, "attention"))
+    ]
+    sample = (torch.zeros(3, 8, 8), torch.zeros(8, 8, dtype=torch.long))
+    fig = draw_image(heads, 0, sample, (4, 4), names, "image 0")
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert [t.get_text() for t in legends[0].get_texts()] == list(names)
+    # The colour bar lives in an inset: a child of the legend row's axes.
+    labels = [child.get_xlabel() for ax in fig.axes for child in ax.child_axes]
+    assert "map weight / the map's largest weight" in labels
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"nonlocal: attention", "none: no map (identity)", "label"} <= titles
+    shown = next(ax for ax in fig.axes if ax.get_title() == "nonlocal: attention")
+    assert shown.images[0].get_array().max() == pytest.approx(1.0)  # divided by its peak
+    assert min(t.get_fontsize() for t in (ax.title for ax in fig.axes if ax.get_title())) >= 10
+    # Every map and prediction is drawn at least 200 px wide in the saved PNG.
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.images and ax.get_title():
+            assert ax.get_window_extent().width * DPI / fig.dpi >= 200, ax.get_title()
+    plt.close(fig)
