@@ -28,8 +28,14 @@ class Progress:
         self.lines = show and self.bar.disable
         self.every = max(1, total // 20)
         self.start, self.started = start, time.perf_counter()
+        self.loss = math.nan  # the last logged interval's mean loss
 
-    def update(self, done: int, loss: float, lr: float) -> None:
+    def show_loss(self, loss: float) -> None:
+        """The loss shown from now on (read once per log interval: reading waits for a GPU)."""
+        self.loss = loss
+
+    def update(self, done: int, lr: float) -> None:
+        loss = self.loss
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         if self.lines and (done % self.every == 0 or done == self.total):

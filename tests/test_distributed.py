@@ -1,5 +1,8 @@
 """Two processes on CPU (gloo) under torchrun: identical weights, and only rank 0 writes.
 
+The device is pinned to the CPU: with `auto` on a one-GPU machine both ranks would
+take that GPU, which NCCL refuses.
+
 The head is EMA: its training forward all-reduces the bases, so a step that only
 rank 0 takes (a cost measurement, say) would hang the run instead of passing.
 """
@@ -20,7 +23,7 @@ name: dist
 output_dir: {out}
 data: {{dataset: synthetic, image_size: 32, train_size: 8, val_size: 3}}
 model: {{backbone: {{depth: 18, width: 8}}, head: {{channels: 16}}}}
-train: {{iterations: 3, batch_size: 4, checkpoint_interval: 2, log_interval: 1}}
+train: {{iterations: 3, batch_size: 4, checkpoint_interval: 2, log_interval: 1, device: cpu}}
 heads:
   - {{name: ema, module: ema, params: {{bases: 8}}}}
 """

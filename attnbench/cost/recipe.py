@@ -275,7 +275,7 @@ class Record:
         }
 
     def rates(self, kind: str, rates: list[float]) -> list[dict[str, Any]]:
-        summary = steady_throughput(rates)
+        summary = steady_throughput(rates[1:])  # the first window warms up
         assert summary is not None
         method = f"median of {summary.windows} windows after the first"
         return [

@@ -187,6 +187,11 @@ class SyntheticShapes(Dataset):
         lab = label.long()  # (H, W)
         return self.transform(img, lab) if self.transform is not None else (img, lab)
 
+    def raw_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item `index` before the transform: image (3, H, W) in [0, 1], label (H, W).
+        Shared with the render cache: read it, never write into it."""
+        return self._rendered(index)
+
     def _rendered(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (self._render_key, index)
         cached = _RENDERED.get(key)

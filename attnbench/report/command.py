@@ -106,6 +106,26 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+THROUGHPUT_NOTE = (
+    "Training img/s: each run's median over its steady log intervals (evaluations, "
+    "checkpoints and the first, warm-up interval left out), mean over seeds, with the "
+    "mean quartiles; '!' marks a head with a contended run (IQR over 25% of its median: "
+    "the machine was shared), whose rate is not the head's."
+)
+
+
+def _throughput(r: Any) -> str:
+    """Median images/s over steady log intervals (seed mean), its IQR; '!' when contended."""
+    text = _fmt(r.train_images_per_s, 1)
+    q1, q3 = (
+        getattr(r, "train_images_per_s_q1", math.nan),
+        getattr(r, "train_images_per_s_q3", math.nan),
+    )
+    if not (math.isnan(q1) or math.isnan(q3)):
+        text += f" ({q1:.1f}–{q3:.1f})"
+    return text + (" !" if getattr(r, "contended", 0) > 0 else "")
+
+
 def _sig(value: float) -> str:
     """Three significant figures without scientific notation (GMACs, millions of parameters)."""
     if value is None or math.isnan(value):
@@ -176,12 +196,13 @@ def render_summary_md(summary: pd.DataFrame, context: list[str], baseline: str |
         "mIoU sd": lambda r: _fmt(r.miou_std),
         f"Δ mIoU vs {base}": lambda r: fmt_delta(r, baseline is not None),
         "params (M)": lambda r: _sig(r.params / 1e6),
-        "train img/s": lambda r: _fmt(r.train_images_per_s, 1),
+        "train img/s (IQR)": _throughput,
     }
     rows = [[f(r) for f in columns.values()] for r in summary.itertuples(index=False)]
     notes = (
         f"mIoU in %, mean and sample sd over seeds; Δ is paired by seed, ± the half-width "
-        f"of its {LEVEL:.0%} Student-t interval. Parameters are the head's, module included."
+        f"of its {LEVEL:.0%} Student-t interval. Parameters are the head's, module included. "
+        f"{THROUGHPUT_NOTE}"
     )
     table = md_table(list(columns), rows)
     return "\n".join(["# Summary", "", *context, "", table, "", notes, ""])
@@ -208,7 +229,7 @@ def summary_table(summary: pd.DataFrame, baseline: str | None, kinds: dict[str, 
         "params head (M)": lambda r: _sig(r.params / 1e6),
         "params module (M)": lambda r: _sig(r.params_module / 1e6),
         "train memory (MB)": memory,
-        "train img/s": lambda r: _fmt(r.train_images_per_s, 1),
+        "train img/s (IQR)": _throughput,
         "overlaps with": lambda r: ", ".join(r.tied_with) or "—",
     }
     ordered = summary.sort_values("rank", key=lambda s: s.replace(0, 10**9))

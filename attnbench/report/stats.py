@@ -190,7 +190,11 @@ SCALAR_METRICS = (
     "macs_module",
     "train_memory_mb",
     "train_images_per_s",
+    "train_images_per_s_q1",
+    "train_images_per_s_q3",
+    "contended",  # the fraction of seeds whose run was contended
     "train_time_s",
+    "wall_time_s",
     "iterations",
 )
 

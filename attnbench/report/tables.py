@@ -23,7 +23,19 @@ CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 
 SCORES = ("mIoU", "pixel_acc", "mean_acc")
 COSTS = ("params", "params_module", "macs", "macs_module")
-TRAINING = ("train_time_s", "train_images_per_s", "iterations", "train_memory_mb")
+# Training throughput (median over steady log intervals, its quartiles, the contended
+# flag as 0/1) and times: training only, and wall time with evaluations and checkpoints.
+TRAINING = (
+    "train_time_s",
+    "wall_time_s",
+    "train_images_per_s",
+    "train_images_per_s_q1",
+    "train_images_per_s_q3",
+    "contended",
+    "threads",
+    "iterations",
+    "train_memory_mb",
+)
 
 
 def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
@@ -82,6 +94,8 @@ def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed, files
 from ..data import sampling
+from ..data.device_batches import ResidentBatches, prefetched, resident_fits
 from ..data.transforms import IGNORE_INDEX
 from ..distributed import DistInfo
 from ..env import autocast
@@ -75,9 +77,12 @@ class RunSpec:
 @dataclass
 class TrainResult:
     iterations: int
-    train_time_s: float
+    train_time_s: float  # training only: evaluations and checkpoints excluded
+    wall_time_s: float  # everything train() did, evaluations and checkpoints included
     curve: list[dict[str, float]]  # {"iteration", "mIoU", ...} at every eval_interval
-    cuda_peak_bytes: int | None
+    window_rates: list[float]  # images/s of every steady log interval (see throughput.py)
+    cuda_peak_bytes: int | None  # allocator peak after the first log interval
+    cuda_warmup_peak_bytes: int | None  # ... and during it (cudnn.benchmark's trials)
 
 
 def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
@@ -140,13 +145,24 @@ class TrainState:
     iteration: int = 0  # iterations done
     train_time_s: float = 0.0  # training time before `tick` (evaluations excluded)
     curve: list[dict[str, float]] = field(default_factory=list)
-    loss_sum: float = 0.0  # losses since the last logged interval
+    # Losses since the last logged interval, summed on the device: reading a loss waits
+    # for the GPU, so it is read once per log interval, not once per iteration.
+    loss_sum: torch.Tensor | float = 0.0
     loss_count: int = 0
     cuda_peak_bytes: int = 0
+    cuda_warmup_peak_bytes: int = 0
+    wall_time_s: float = 0.0  # before this process's start
+    window_rates: list[float] = field(default_factory=list)
+    window_start: tuple[int, float] = (0, 0.0)  # (iteration, elapsed()) where it began
+    warm: bool = False  # False until this process's first (warm-up) window is done
     tick: float = field(default_factory=time.perf_counter)  # when training last (re)started
+    started: float = field(default_factory=time.perf_counter)  # when this process started
 
     def elapsed(self) -> float:
         return self.train_time_s + time.perf_counter() - self.tick
+
+    def wall(self) -> float:
+        return self.wall_time_s + time.perf_counter() - self.started
 
 
 def train(
@@ -157,21 +173,24 @@ def train(
     optimizer = build_optimizer(model, run.cfg)
     state = resume(run, model, optimizer)
     wrapped = wrap(run, model)
-    loader = _train_loader(run, train_set, state.iteration)
+    batches = device_batches(run, train_set, state.iteration)
     val_loader = validation_loader(run, val_set)
     progress = Progress(run.label, t.iterations, state.iteration, show=run.dist.is_main)
     wrapped.train()
     state.tick = time.perf_counter()
-    for images, labels in loader:
+    state.window_start = (state.iteration, state.elapsed())
+    for images, labels in batches:
         train_step(run, wrapped, optimizer, state, images, labels, progress)
         done = state.iteration
         is_eval = t.eval_interval and done % t.eval_interval == 0 and done < t.iterations
         is_checkpoint = done % t.checkpoint_interval == 0 or done == t.iterations
         if is_eval or is_checkpoint:
+            _synchronize(run.device)  # the clock stops when the queued steps are done
             state.train_time_s = state.elapsed()
+            _track_cuda_peak(run, state)
             if is_eval:
                 evaluate_during_training(run, model, val_loader, num_classes, state)
-            _track_cuda_peak(run, state)
+                _reset_cuda_peak(run.device)  # training memory leaves evaluation out
             if is_checkpoint:
                 save(run, model, optimizer, state)
             state.tick = time.perf_counter()
@@ -179,11 +198,15 @@ def train(
     # DDP gives every forward rank 0's buffers; after the last one they differ again.
     distributed.broadcast_buffers(model)
     _track_cuda_peak(run, state)
+    cuda = run.device.type == "cuda"
     return TrainResult(
         iterations=t.iterations,
         train_time_s=state.train_time_s,
+        wall_time_s=state.wall(),
         curve=state.curve,
-        cuda_peak_bytes=state.cuda_peak_bytes if run.device.type == "cuda" else None,
+        window_rates=state.window_rates,
+        cuda_peak_bytes=(state.cuda_peak_bytes or state.cuda_warmup_peak_bytes) if cuda else None,
+        cuda_warmup_peak_bytes=state.cuda_warmup_peak_bytes if cuda else None,
     )
 
 
@@ -210,6 +233,9 @@ def resume(run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer) -> 
         loss_sum=loss_sum,
         loss_count=loss_count,
         cuda_peak_bytes=saved.get("cuda_peak_bytes") or 0,
+        cuda_warmup_peak_bytes=saved.get("cuda_warmup_peak_bytes") or 0,
+        wall_time_s=saved.get("wall_time_s", 0.0),
+        window_rates=list(saved.get("window_rates", [])),
     )
     if info.is_main:
         _truncate_log(run.log_path, state.iteration)
@@ -227,15 +253,23 @@ def wrap(run: RunSpec, model: nn.Module) -> nn.Module:
     return wrapped
 
 
-def _train_loader(run: RunSpec, train_set: Dataset, start: int) -> DataLoader:
-    """This rank's slice of the batches of iterations start, ..., iterations - 1."""
+def device_batches(
+    run: RunSpec, train_set: Dataset, start: int, *, resident: bool | None = None
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's slice of the batches of iterations start, ..., iterations - 1, on the
+    device. resident None: the data set lives on a GPU when it can (device_batches.py)."""
     t, info = run.cfg.train, run.dist
     batches = sampling.IterationBatches(
         len(train_set), t.batch_size, run.seed, start, t.iterations, info.rank, info.world_size
     )
-    return sampling.train_loader(
+    if resident is None:
+        resident = run.device.type == "cuda" and resident_fits(train_set, run.device)
+    if resident:
+        return ResidentBatches(train_set, batches, run.seed, run.device, run.channels_last)
+    loader = sampling.train_loader(
         train_set, batches, run.seed, run.cfg.data.num_workers, run.device.type == "cuda"
     )
+    return prefetched(loader, run.device, run.channels_last)
 
 
 def train_step(
@@ -247,35 +281,42 @@ def train_step(
     labels: torch.Tensor,
     progress: Progress,
 ) -> None:
-    """The loop body: one iteration on this batch, its loss checked, shown and logged."""
+    """The loop body: one iteration on this batch (already on the device); the losses
+    are read, checked and logged once per log interval."""
     t = run.cfg.train
     lr = poly_lr(t.lr, state.iteration, t.iterations, t.poly_power)
-    images = images.to(run.device, non_blocking=True)  # (B, 3, H, W)
-    labels = labels.to(run.device, non_blocking=True)  # (B, H, W)
-    if run.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
     aux_weight = run.cfg.model.head.aux_weight
     loss = train_one_iteration(
         wrapped, optimizer, images, labels, lr=lr, aux_weight=aux_weight, amp=t.amp
     )
-    loss_value = float(distributed.all_reduce_mean(loss.float()))
+    state.loss_sum = state.loss_sum + loss.float()
+    state.loss_count += 1
     state.iteration += 1
     done = state.iteration
-    if not math.isfinite(loss_value):
-        progress.close()
-        raise Diverged(done, loss_value)
-    state.loss_sum, state.loss_count = state.loss_sum + loss_value, state.loss_count + 1
-    progress.update(done, loss_value, lr)
     if done % t.log_interval == 0 or done == t.iterations:
-        mean_loss = state.loss_sum / state.loss_count
-        record = {
-            "iteration": done,
-            "loss": mean_loss,
-            "lr": lr,
-            "time_s": round(state.elapsed(), 3),
-        }
-        log_event(run, {"event": "train", **record})
-        state.loss_sum, state.loss_count = 0.0, 0
+        log_interval(run, state, lr, progress)
+    progress.update(done, lr)
+
+
+def log_interval(run: RunSpec, state: TrainState, lr: float, progress: Progress) -> None:
+    """Read the interval's mean loss (a sync), check it, log it, time the window."""
+    total = distributed.all_reduce_mean(torch.as_tensor(state.loss_sum, dtype=torch.float32))
+    mean_loss = float(total) / state.loss_count
+    done = state.iteration
+    if not math.isfinite(mean_loss):
+        progress.close()
+        raise Diverged(done, mean_loss)
+    elapsed = state.elapsed()
+    first, began = state.window_start
+    if state.warm and elapsed > began:
+        state.window_rates.append((done - first) * run.cfg.train.batch_size / (elapsed - began))
+    state.warm = True
+    _track_cuda_peak(run, state)
+    state.window_start = (done, elapsed)
+    progress.show_loss(mean_loss)
+    record = {"iteration": done, "loss": mean_loss, "lr": lr, "time_s": round(elapsed, 3)}
+    log_event(run, {"event": "train", **record})
+    state.loss_sum, state.loss_count = 0.0, 0
 
 
 def evaluate_during_training(
@@ -299,17 +340,38 @@ def save(
         "iteration": state.iteration,
         "train_time_s": state.train_time_s,
         "curve": state.curve,
-        "loss_window": (state.loss_sum, state.loss_count),
+        "loss_window": (float(state.loss_sum), state.loss_count),
         "cuda_peak_bytes": state.cuda_peak_bytes,
+        "cuda_warmup_peak_bytes": state.cuda_warmup_peak_bytes,
+        "wall_time_s": state.wall(),
+        "window_rates": state.window_rates,
         "world_size": run.dist.world_size,
     }
     checkpoint.save_checkpoint(run.checkpoint_path, saved, is_main=run.dist.is_main)
 
 
 def _track_cuda_peak(run: RunSpec, state: TrainState) -> None:
-    if run.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(run.device)
+    """The allocator's peak so far, kept apart for the first window of the run, whose
+    steps run cudnn.benchmark's trials (workspaces of every candidate algorithm); the
+    peak restarts from there, so later figures hold steady steps (and evaluations)."""
+    if run.device.type != "cuda":
+        return
+    peak = torch.cuda.max_memory_allocated(run.device)
+    if state.cuda_warmup_peak_bytes == 0:
+        state.cuda_warmup_peak_bytes = peak
+        torch.cuda.reset_peak_memory_stats(run.device)
+    else:
         state.cuda_peak_bytes = max(state.cuda_peak_bytes, peak)
+
+
+def _reset_cuda_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, float]:

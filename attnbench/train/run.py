@@ -16,6 +16,7 @@ from ..model.segmenter import build_model
 from . import checkpoint
 from .evaluate import evaluate
 from .loop import Diverged, RunSpec, TrainResult, log_event, train, validation_loader
+from .throughput import steady_throughput
 
 
 def run_one(
@@ -52,6 +53,7 @@ def run_one(
     sweep = evaluation_sweep(run, model, val_loader, class_names)
     if result.cuda_peak_bytes is not None:
         figures.update(head_costs.cuda_training_memory(result.cuda_peak_bytes))
+        figures["train_memory_warmup_mb"] = (result.cuda_warmup_peak_bytes or 0) / 2**20
     metrics = {
         **base,
         "status": "finished",
@@ -154,12 +156,19 @@ def evaluation_sweep(
 
 
 def _training_figures(run: RunSpec, result: TrainResult) -> dict[str, Any]:
-    global_images = result.iterations * run.cfg.train.batch_size
+    """Throughput over the steady log intervals (median, quartiles, range, contended), the
+    training time (evaluations and checkpoints excluded) and the wall time apart."""
     seconds = result.train_time_s
+    rates = result.window_rates
+    if not rates and seconds:  # too short for a steady window: the run's mean rate
+        rates = [result.iterations * run.cfg.train.batch_size / seconds]
+    throughput = steady_throughput(rates)
     return {
         "iterations": result.iterations,
         "train_time_s": seconds,
-        "train_images_per_s": global_images / seconds if seconds else None,
+        "wall_time_s": result.wall_time_s,
+        **(throughput.as_metrics() if throughput else {"train_images_per_s": None}),
+        "threads": torch.get_num_threads(),
     }
 
 

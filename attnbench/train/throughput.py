@@ -1,8 +1,8 @@
 """Training throughput that says how steady it was.
 
 A run is timed in windows (its log intervals): each window's images per second is one
-sample. The first window holds the warm-up (lazy initialisation, cudnn.benchmark's
-search, the allocator growing), so it is left out when later windows exist. The run's
+sample. The first window of each process holds the warm-up (lazy initialisation,
+cudnn.benchmark's search, the allocator growing), so callers leave it out. The run's
 throughput is the median of the others, with their quartiles and range; a run whose
 interquartile range exceeds CONTENDED_SPREAD of the median is flagged `contended`:
 something else shared the machine for part of the run (a busy core stalls every
@@ -55,10 +55,10 @@ class Throughput:
 def steady_throughput(
     rates: Sequence[float], threshold: float = CONTENDED_SPREAD
 ) -> Throughput | None:
-    """Summary of per-window rates (images/s, in run order); None without any window."""
+    """Summary of steady per-window rates (images/s); None without any window."""
     if not rates:
         return None
-    steady = np.asarray(rates[1:] if len(rates) > 1 else rates, dtype=float)
+    steady = np.asarray(rates, dtype=float)
     q1, median, q3 = np.percentile(steady, [25, 50, 75])
     spread = (q3 - q1) / median if median > 0 else float("inf")
     return Throughput(

@@ -101,15 +101,20 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 
 def test_profile_quick_writes_every_file(tmp_path) -> None:
+    # The default device: on a GPU machine the files are named after it (paper_cuda_<name>).
     args = _parse("--quick", "--out", str(tmp_path), "--modules", "none", "nonlocal", "ccnet")
     assert command(args) == 0
+    [paper_csv] = tmp_path.glob("paper*.csv")
+    suffix = paper_csv.stem.removeprefix("paper")
+    assert (suffix == "") == (not torch.cuda.is_available())
     names = ["paper.csv", "paper.md", "sweep.csv", "sweep_fit.csv", "sweep_fit.md"]
     names += ["sweep_macs.png", "sweep_memory.png", "sweep_latency.png"]
     for name in names:
-        assert (tmp_path / name).stat().st_size > 0, name
+        stem, ext = name.split(".")
+        assert (tmp_path / f"{stem}{suffix}.{ext}").stat().st_size > 0, name
     assert not list(tmp_path.glob(".*tmp"))
 
-    paper = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    paper = pd.read_csv(paper_csv, keep_default_na=False)
     columns = ["scope", "module", "setting", "height", "width", "metric", "value"]
     columns += ["unit", "method", "device", "dtype", "torch", "threads"]
     assert set(columns) <= set(paper.columns)
@@ -124,13 +129,14 @@ def test_profile_quick_writes_every_file(tmp_path) -> None:
     assert (wide["unsupported_ops"] == 0).all()
     assert (wide["lat_infer_ms"] > 0).all() and (wide["lat_train_ms"] > 0).all()
     assert (wide.loc["head", "macs"] > 0).all()
-    assert (paper["device"] == "cpu").all() and (paper["dtype"] == "float32").all()
-    assert "MACs = multiply-accumulates" in (tmp_path / "paper.md").read_text()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (paper["device"] == device).all() and (paper["dtype"] == "float32").all()
+    assert "MACs = multiply-accumulates" in (tmp_path / f"paper{suffix}.md").read_text()
 
-    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    sweep = pd.read_csv(tmp_path / f"sweep{suffix}.csv")
     assert set(sweep["module"]) == {"none", "nonlocal", "ccnet"}
     assert set(sweep["scope"]) == {"module"}
-    fits = pd.read_csv(tmp_path / "sweep_fit.csv")
+    fits = pd.read_csv(tmp_path / f"sweep_fit{suffix}.csv")
     nonlocal_macs = fits[(fits["module"] == "nonlocal") & (fits["metric"] == "macs")].iloc[0]
     assert nonlocal_macs["exponent_fit"] == pytest.approx(nonlocal_macs["formula_fit"], abs=0.05)
 
@@ -145,7 +151,8 @@ def test_profile_rejects_unknown_module_and_cpu_half(tmp_path) -> None:
 def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypatch) -> None:
     import attnbench.cost.command as profile
 
-    argv = ("--quick", "--out", str(tmp_path), "--parts", "paper", "--modules", "none", "a2")
+    argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "paper")
+    argv += ("--modules", "none", "a2")
     assert command(_parse(*argv)) == 0
     first = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
     # Cut the table back to what a run killed during its last case leaves behind.
@@ -169,7 +176,9 @@ def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypa
 
 def test_quick_profile_defaults_away_from_the_committed_one(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert command(_parse("--quick", "--parts", "paper", "--modules", "none")) == 0
+    assert (
+        command(_parse("--quick", "--device", "cpu", "--parts", "paper", "--modules", "none")) == 0
+    )
     assert (tmp_path / "results" / "profile-quick" / "paper.csv").is_file()
     assert not (tmp_path / "results" / "profile").exists()
 
@@ -191,7 +200,8 @@ def test_quick_profile_refuses_the_committed_folder(tmp_path, monkeypatch, out) 
 def test_replot_redraws_the_sweep_without_measuring(tmp_path, monkeypatch) -> None:
     import attnbench.cost.command as profile
 
-    argv = ("--quick", "--out", str(tmp_path), "--parts", "sweep", "--modules", "none", "a2")
+    argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "sweep")
+    argv += ("--modules", "none", "a2")
     assert command(_parse(*argv)) == 0
     figures = ["sweep_macs.png", "sweep_memory.png", "sweep_latency.png"]
     for name in figures:
@@ -242,7 +252,8 @@ def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:
 
     # A reference far slower than any case: every case beats it, as convolutions can.
     monkeypatch.setattr(profile, "matmul_rate", lambda *a, **k: (1.0, "float32, fake"))
-    argv = ("--quick", "--out", str(tmp_path), "--parts", "paper", "--modules", "none", "a2")
+    argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "paper")
+    argv += ("--modules", "none", "a2")
     assert command(_parse(*argv)) == 0
     text = (tmp_path / "paper.md").read_text()
     assert "the fastest measured case" in text and "float32, fake" in text

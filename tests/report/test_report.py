@@ -221,3 +221,19 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
         if ax.images and ax.get_title():
             assert ax.get_window_extent().width * DPI / fig.dpi >= 200, ax.get_title()
     plt.close(fig)
+
+
+def test_summary_throughput_shows_its_spread_and_the_contended_flag() -> None:
+    from types import SimpleNamespace
+
+    from attnbench.report.command import _throughput
+
+    steady = SimpleNamespace(
+        train_images_per_s=150.0, train_images_per_s_q1=148.0, train_images_per_s_q3=152.5,
+        contended=0.0,
+    )  # fmt: skip
+    assert _throughput(steady) == "150.0 (148.0–152.5)"
+    shared = SimpleNamespace(**{**vars(steady), "contended": 1 / 3})
+    assert _throughput(shared).endswith(" !")
+    old = SimpleNamespace(train_images_per_s=155.0)  # results from before the quartiles
+    assert _throughput(old) == "155.0"

@@ -20,6 +20,8 @@ from attnbench.report.tables import CURVE_COLUMNS, RUN_COLUMNS
 from attnbench.train import command as runner
 from attnbench.train import run as run_module
 
+# Pinned to the CPU on purpose: these tests check files, resume and determinism, and the
+# CPU figures (memory kind, device line); the CUDA path has its own checks.
 TINY = """\
 name: tiny
 seeds: [0]
@@ -28,13 +30,25 @@ model:
   backbone: {{depth: 18, width: 8}}
   head: {{channels: 16}}
 train: {{iterations: {iterations}, batch_size: 2, lr: 0.01, checkpoint_interval: {ckpt},
-        log_interval: 1, eval_interval: {eval_interval}}}
+        log_interval: 1, eval_interval: {eval_interval}, device: cpu}}
 heads:
 {heads}
 output_dir: {out}
 """
 
-TIMING = ("train_time_s", "train_images_per_s")
+# Measured times and rates; a resumed run also times one window fewer (its warm-up).
+TIMING = (
+    "train_time_s",
+    "wall_time_s",
+    "train_images_per_s",
+    "train_images_per_s_q1",
+    "train_images_per_s_q3",
+    "train_images_per_s_low",
+    "train_images_per_s_high",
+    "throughput_spread",
+    "throughput_windows",
+    "contended",
+)
 
 
 def write_yaml(
@@ -129,7 +143,12 @@ def test_run_writes_results_tables_and_skips_when_done(
         "mean_acc",
         "iou",
         "train_time_s",
+        "wall_time_s",
         "train_images_per_s",
+        "train_images_per_s_q1",
+        "train_images_per_s_q3",
+        "contended",
+        "threads",
         "iterations",
         "train_memory_mb",
         "params",
@@ -311,3 +330,30 @@ def test_finished_run_without_checkpoint_trains_again_to_the_same_result(
     assert _comparable(again) == _comparable(first)
     events = [json.loads(line)["event"] for line in (rd / "log.jsonl").read_text().splitlines()]
     assert events.count("final") == 1  # the old record's log is replaced, not appended to
+
+
+def test_the_loss_is_read_once_per_log_interval_not_per_iteration(
+    tmp_path: Path, reports: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a loss waits for the GPU; the loop sums on the device and reads per interval.
+    import attnbench.distributed
+
+    path = write_yaml(tmp_path, heads="  - {name: base, module: none}", iterations=7, ckpt=7)
+    reads: list[int] = []
+    real = attnbench.distributed.all_reduce_mean
+
+    def counting(tensor: torch.Tensor) -> torch.Tensor:
+        reads.append(1)
+        return real(tensor)
+
+    monkeypatch.setattr(attnbench.distributed, "all_reduce_mean", counting)
+    assert runner.run_experiment(load_config(path, ["train.log_interval=3"])) == 0
+    assert len(reads) == 3  # iterations 3, 6 and the last, 7
+    rd = tmp_path / "results/tiny/runs/base/seed0"
+    logged = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in logged if r["event"] == "train"] == [3, 6, 7]
+    metrics = json.loads((rd / "metrics.json").read_text())
+    # windows after the first: 4-6 and 7; the first (1-3) is the warm-up
+    assert metrics["throughput_windows"] == 2 and metrics["train_images_per_s"] > 0
+    assert metrics["wall_time_s"] >= metrics["train_time_s"] > 0
+    assert metrics["contended"] in (True, False) and metrics["threads"] >= 1

@@ -27,6 +27,7 @@ TINY = [
     "train.eval_interval=0",
     "train.checkpoint_interval=1",
     "train.threads=1",
+    "train.device=cpu",  # a tiny run: the same on any machine
 ]
 
 

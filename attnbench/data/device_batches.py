@@ -1,0 +1,128 @@
+"""Training batches that arrive on the device ready to use, without stalling the step.
+
+Two ways, one result: this rank's batch of each iteration as `sampling.train_loader`
+gives it (same images, same flips), on `device`, channels_last when asked.
+
+- `ResidentBatches`: the synthetic task, whose training images are all rendered in
+  memory, is copied to the device once; each batch is then a gather and a flip on the
+  device. The flips are the ones SegTransform draws: one torch.rand(()) < 0.5 per
+  sample, from the generator seeded with (seed, iteration, slot) (see sampling.py).
+- `prefetched`: any loader; pinned CPU batches are copied on a side CUDA stream one
+  batch ahead, so the copy of batch i + 1 overlaps the step on batch i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from . import sampling
+from .synthetic import SyntheticShapes
+from .transforms import SegTransform
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B, H, W)
+
+# Share of the device's free memory the resident copy may take.
+RESIDENT_FRACTION = 0.25
+
+
+def resident_fits(dataset: object, device: torch.device) -> bool:
+    """Whether `dataset` can live on `device`: a synthetic set flipped only, small enough."""
+    if not isinstance(dataset, SyntheticShapes):
+        return False
+    t = dataset.transform
+    if not isinstance(t, SegTransform) or t.scale_range is not None or t.crop_size is not None:
+        return False
+    side = dataset.image_size
+    size = len(dataset) * side * side * (3 * 4 + 1)  # float32 RGB + uint8 label
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return size <= RESIDENT_FRACTION * free
+    return True
+
+
+class ResidentBatches:
+    """The batches of `batches` (an IterationBatches) from a device-resident copy."""
+
+    def __init__(
+        self,
+        dataset: SyntheticShapes,
+        batches: sampling.IterationBatches,
+        seed: int,
+        device: torch.device,
+        channels_last: bool = False,
+    ) -> None:
+        transform = dataset.transform
+        assert isinstance(transform, SegTransform)
+        images, labels = zip(*(dataset.raw_item(i) for i in range(len(dataset))), strict=True)
+        mean, std = transform.mean.to(device), transform.std.to(device)
+        self.images = (torch.stack(images).to(device) - mean) / std  # (N, 3, H, W)
+        self.labels = torch.stack(labels).to(device)  # (N, H, W) uint8
+        self.flip = transform.flip
+        self.batches, self.seed, self.device = batches, seed, device
+        self.channels_last = channels_last
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for keys in self.batches:
+            index = torch.tensor([k[2] for k in keys])
+            flips = torch.tensor([self._flips(it, slot) for it, slot, _ in keys])
+            index, flips = index.to(self.device), flips.to(self.device)
+            images = self.images.index_select(0, index)  # (B, 3, H, W)
+            labels = self.labels.index_select(0, index).long()  # (B, H, W)
+            images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+            labels = torch.where(flips[:, None, None], labels.flip(-1), labels)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels
+
+    def _flips(self, iteration: int, slot: int) -> bool:
+        if not self.flip:
+            return False
+        generator = torch.Generator().manual_seed(sampling.derive_seed(self.seed, iteration, slot))
+        return bool(torch.rand((), generator=generator) < 0.5)
+
+
+def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
+    images, labels = batch
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels
+
+
+def prefetched(
+    batches: Iterable[Batch], device: torch.device, channels_last: bool
+) -> Iterator[Batch]:
+    """`batches` on `device`; on CUDA the next one is copied on a side stream meanwhile."""
+    if device.type != "cuda":
+        for batch in batches:
+            yield to_device(batch, device, channels_last)
+        return
+    stream = torch.cuda.Stream(device)
+    current = torch.cuda.current_stream(device)
+    source = iter(batches)
+
+    def load() -> Batch | None:
+        batch = next(source, None)
+        if batch is None:
+            return None
+        with torch.cuda.stream(stream):
+            return to_device(batch, device, channels_last)
+
+    ahead = load()
+    while ahead is not None:
+        current.wait_stream(stream)  # the copy of this batch is done before the step uses it
+        images, labels = ahead
+        # Allocated on the side stream, used on the current one: keep the memory until then.
+        images.record_stream(current)
+        labels.record_stream(current)
+        ahead = load()
+        yield images, labels
+
+
+__all__ = ["RESIDENT_FRACTION", "ResidentBatches", "prefetched", "resident_fits", "to_device"]

@@ -1,0 +1,49 @@
+"""Batches held on the device, and prefetched ones, are the DataLoader's batches."""
+
+from __future__ import annotations
+
+import torch
+
+from attnbench.data import sampling
+from attnbench.data.device_batches import ResidentBatches, prefetched, resident_fits
+from attnbench.data.synthetic import SyntheticShapes
+from attnbench.data.transforms import SegTransform
+
+
+def _dataset() -> SyntheticShapes:
+    return SyntheticShapes("train", size=12, image_size=16, transform=SegTransform(flip=True))
+
+
+def test_resident_batches_equal_the_loader_bit_for_bit() -> None:
+    dataset = _dataset()
+    cpu = torch.device("cpu")
+
+    def batches() -> sampling.IterationBatches:
+        return sampling.IterationBatches(len(dataset), 4, 7, 2, 9, rank=1, world_size=2)
+
+    loader = sampling.train_loader(dataset, batches(), 7, 0, False)
+    resident = ResidentBatches(dataset, batches(), 7, cpu)
+    flipped = 0
+    pairs = list(zip(loader, resident, strict=True))
+    assert len(pairs) == 7
+    for (images, labels), (r_images, r_labels) in pairs:
+        assert torch.equal(images, r_images) and torch.equal(labels, r_labels)
+        assert r_labels.dtype == torch.long and r_images.shape == (2, 3, 16, 16)
+        flipped += int(not torch.equal(images, images.flip(-1)))
+    assert flipped > 0  # the flips were drawn, not skipped
+
+
+def test_prefetched_moves_and_formats_every_batch() -> None:
+    batch = (torch.randn(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))
+    out = list(prefetched([batch, batch], torch.device("cpu"), channels_last=True))
+    assert len(out) == 2
+    assert out[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out[1][0], batch[0]) and torch.equal(out[1][1], batch[1])
+
+
+def test_only_a_flip_only_synthetic_set_is_held_on_the_device() -> None:
+    cpu = torch.device("cpu")
+    assert resident_fits(_dataset(), cpu)
+    cropped = SyntheticShapes("train", size=4, image_size=16, transform=SegTransform(crop_size=8))
+    assert not resident_fits(cropped, cpu)
+    assert not resident_fits([(torch.zeros(3, 4, 4), torch.zeros(4, 4))], cpu)
