@@ -1,0 +1,279 @@
+"""ADE20K as the SceneParsing benchmark (ADEChallengeData2016): 150 classes.
+
+Layout, as the archive extracts into DIR (DIR may also be ADEChallengeData2016/ itself):
+
+    DIR/ADEChallengeData2016/images/{training,validation}/ADE_*.jpg
+    DIR/ADEChallengeData2016/annotations/{training,validation}/ADE_*.png
+
+Annotations are 8-bit grey PNGs: 0 = "other" (not one of the 150 classes), 1..150 the
+classes. The benchmark ignores 0 ("reduce_zero_label"): 0 -> 255, k -> k - 1, so the
+model predicts 150 classes, 0..149.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from .images import check_same_size, read_index_png, read_rgb
+from .transforms import IGNORE_INDEX, to_tensors
+
+# The 150 class names of objectInfo150 in label order (short forms, as mmsegmentation's
+# ADE20KDataset names them).
+CLASS_NAMES = (
+    "wall",
+    "building",
+    "sky",
+    "floor",
+    "tree",
+    "ceiling",
+    "road",
+    "bed",
+    "windowpane",
+    "grass",
+    "cabinet",
+    "sidewalk",
+    "person",
+    "earth",
+    "door",
+    "table",
+    "mountain",
+    "plant",
+    "curtain",
+    "chair",
+    "car",
+    "water",
+    "painting",
+    "sofa",
+    "shelf",
+    "house",
+    "sea",
+    "mirror",
+    "rug",
+    "field",
+    "armchair",
+    "seat",
+    "fence",
+    "desk",
+    "rock",
+    "wardrobe",
+    "lamp",
+    "bathtub",
+    "railing",
+    "cushion",
+    "base",
+    "box",
+    "column",
+    "signboard",
+    "chest of drawers",
+    "counter",
+    "sand",
+    "sink",
+    "skyscraper",
+    "fireplace",
+    "refrigerator",
+    "grandstand",
+    "path",
+    "stairs",
+    "runway",
+    "case",
+    "pool table",
+    "pillow",
+    "screen door",
+    "stairway",
+    "river",
+    "bridge",
+    "bookcase",
+    "blind",
+    "coffee table",
+    "toilet",
+    "flower",
+    "book",
+    "hill",
+    "bench",
+    "countertop",
+    "stove",
+    "palm",
+    "kitchen island",
+    "computer",
+    "swivel chair",
+    "boat",
+    "bar",
+    "arcade machine",
+    "hovel",
+    "bus",
+    "towel",
+    "light",
+    "truck",
+    "tower",
+    "chandelier",
+    "awning",
+    "streetlight",
+    "booth",
+    "television receiver",
+    "airplane",
+    "dirt track",
+    "apparel",
+    "pole",
+    "land",
+    "bannister",
+    "escalator",
+    "ottoman",
+    "bottle",
+    "buffet",
+    "poster",
+    "stage",
+    "van",
+    "ship",
+    "fountain",
+    "conveyer belt",
+    "canopy",
+    "washer",
+    "plaything",
+    "swimming pool",
+    "stool",
+    "barrel",
+    "basket",
+    "waterfall",
+    "tent",
+    "bag",
+    "minibike",
+    "cradle",
+    "oven",
+    "ball",
+    "food",
+    "step",
+    "tank",
+    "trade name",
+    "microwave",
+    "pot",
+    "animal",
+    "bicycle",
+    "lake",
+    "dishwasher",
+    "screen",
+    "blanket",
+    "sculpture",
+    "hood",
+    "sconce",
+    "vase",
+    "traffic light",
+    "tray",
+    "ashcan",
+    "fan",
+    "pier",
+    "crt screen",
+    "plate",
+    "monitor",
+    "bulletin board",
+    "shower",
+    "radiator",
+    "glass",
+    "clock",
+    "flag",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+SPLITS = {"train": "training", "val": "validation"}
+OFFICIAL_COUNTS = {"train": 20210, "val": 2000}
+FOLDER = "ADEChallengeData2016"
+ARCHIVE = "ADEChallengeData2016.zip"
+BASE_URL = "http://data.csail.mit.edu/places/ADEchallenge"
+# MD5 of the archive: paperswithcode/torchbench, torchbench/datasets/ade20k.py
+# (commit c1b10835c45b1b6c83f4f5ea7711314ab567211c). Its size, 967382037 bytes, is from
+# tensorflow/datasets, tensorflow_datasets/url_checksums/ade20k.txt (commit 6f96ef33).
+MD5 = "7328b3957e407ddae1d3cbf487f149ef"
+SIZE = 967_382_037
+PREPARE_COMMAND = "python -m attnbench data ade20k --root DIR"
+
+
+def layout_help(root: str | Path) -> str:
+    """One line: what the archive is, where it comes from and where its contents go."""
+    return (
+        f"expected {root}/{FOLDER}/images/{{training,validation}}/*.jpg and "
+        f"{root}/{FOLDER}/annotations/{{training,validation}}/*.png, which {ARCHIVE} "
+        f"(md5 {MD5}, {SIZE} bytes, from {BASE_URL}/{ARCHIVE}) gives when unzipped in {root}; "
+        f"`{PREPARE_COMMAND.replace('DIR', str(root))}` downloads and unzips it"
+    )
+
+
+def reduce_zero_label(label: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 ADE class ids 0..150 -> 0..149, with 0 ("other") and 255 as 255."""
+    # uint8 wrap-around sends 0 to 255; a stored 255 (none in the release) would become
+    # 254, so it is restored explicitly.
+    reduced = label.astype(np.uint8) - np.uint8(1)
+    reduced[label == IGNORE_INDEX] = IGNORE_INDEX
+    return reduced
+
+
+def find_ade_dir(root: str | Path) -> Path | None:
+    """The ADEChallengeData2016 folder: root/ADEChallengeData2016 or root itself."""
+    root = Path(root)
+    for candidate in (root / FOLDER, root):
+        if (candidate / "images").is_dir() and (candidate / "annotations").is_dir():
+            return candidate
+    return None
+
+
+def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, annotation) paths of a split, sorted; stops at the first missing annotation."""
+    if split not in SPLITS:
+        raise UserError(f"ADE20K split must be one of {', '.join(SPLITS)}, got {split!r}")
+    ade = find_ade_dir(root)
+    if ade is None:
+        raise UserError(f"no ADE20K found under {root}; {layout_help(root)}")
+    folder = SPLITS[split]
+    images = sorted((ade / "images" / folder).glob("*.jpg"))
+    if not images:
+        raise UserError(f"no *.jpg files in {ade / 'images' / folder}; {layout_help(root)}")
+    pairs = [(image, ade / "annotations" / folder / f"{image.stem}.png") for image in images]
+    for image, label in pairs:
+        if not label.is_file():
+            raise UserError(f"missing annotation {label} for {image.name}; {layout_help(root)}")
+    return pairs
+
+
+class ADE20KSegmentation(Dataset):
+    """ADE20K images and 150-class labels (0 ignored); items are `transform(image, label)`."""
+
+    class_names = CLASS_NAMES
+    num_classes = NUM_CLASSES
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.pairs = list_pairs(self.root, split)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_file = self.pairs[index]
+        layout = layout_help(self.root)
+        image = read_rgb(image_path, layout)
+        label = reduce_zero_label(read_index_png(label_file, layout))
+        check_same_size(image, label, image_path)
+        img, lab = to_tensors(image, label)
+        return self.transform(img, lab) if self.transform is not None else (img, lab)
+
+
+def summarise(root: Path) -> dict[str, int]:
+    """{split: image count} after checking every pair; prints one line."""
+    counts = {split: len(list_pairs(root, split)) for split in SPLITS}
+    notes = [
+        f"{split} {n} images"
+        + ("" if n == OFFICIAL_COUNTS[split] else f" (the release has {OFFICIAL_COUNTS[split]})")
+        for split, n in counts.items()
+    ]
+    print(f"ADE20K ready in {find_ade_dir(root)}: " + ", ".join(notes))
+    return counts

@@ -1,0 +1,127 @@
+"""Published figures (published.csv) beside the user's, in VOC, Cityscapes and ADE20K reports.
+
+published.csv holds, per data set, head (this suite's module name), backbone, crop and
+schedule, the single-scale mIoU, training memory (GB) and inference fps that the source
+gives, and the source of each row (repository path at a commit, or paper table). An empty
+cell is a figure the source does not give. Nothing here is measured.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PUBLISHED_CSV = Path(__file__).with_name("published.csv")
+DATASETS = ("voc", "cityscapes", "ade20k")
+
+
+def load_published(path: Path = PUBLISHED_CSV) -> pd.DataFrame:
+    """The published figures, numbers as floats (NaN where the source gives none)."""
+    table = pd.read_csv(path, dtype={"crop": str, "source": str})
+    for column in ("iterations", "mIoU", "mem_gb", "fps"):
+        table[column] = pd.to_numeric(table[column], errors="raise")
+    table["crop"] = table["crop"].fillna("")
+    return table
+
+
+def backbone_name(config: dict) -> str:
+    backbone = config.get("model", {}).get("backbone", {})
+    return f"R-{backbone.get('depth', 50)}-D{backbone.get('output_stride', 8)}"
+
+
+def choose_row(rows: pd.DataFrame, backbone: str, iterations: float) -> pd.Series | None:
+    """The row of the experiment's backbone (else any) with the schedule nearest to `iterations`."""
+    if rows.empty:
+        return None
+    same = rows[rows["backbone"] == backbone]
+    pool = same if not same.empty else rows
+    distance = (pool["iterations"].fillna(math.inf) - iterations).abs()
+    return pool.loc[distance.idxmin()]
+
+
+def cost_of(rows: pd.DataFrame, row: pd.Series) -> tuple[float, float, bool]:
+    """(Mem GB, fps, borrowed): from `row`, else from a row of the same model and crop."""
+    if not (math.isnan(row["mem_gb"]) and math.isnan(row["fps"])):
+        return row["mem_gb"], row["fps"], False
+    twins = rows[(rows["backbone"] == row["backbone"]) & (rows["crop"] == row["crop"])]
+    twins = twins.dropna(subset=["mem_gb"])
+    if twins.empty:
+        return math.nan, math.nan, False
+    return twins.iloc[0]["mem_gb"], twins.iloc[0]["fps"], True
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _yours(summary_row: Any) -> str:
+    if summary_row.n == 0 or math.isnan(summary_row.miou_mean):
+        return "—"
+    if summary_row.n == 1:
+        return f"{summary_row.miou_mean:.2f} (1 seed)"
+    return f"{summary_row.miou_mean:.2f} ± {summary_row.miou_ci:.2f} ({summary_row.n} seeds)"
+
+
+def published_rows(
+    summary: pd.DataFrame, config: dict, published: pd.DataFrame
+) -> tuple[list[list[str]], list[str]]:
+    """Table rows (one per head) and the numbered sources they cite."""
+    dataset = config.get("data", {}).get("dataset")
+    backbone = backbone_name(config)
+    iterations = float(config.get("train", {}).get("iterations", 0))
+    rows, sources = [], []
+    for head in summary.itertuples():
+        mine = published[(published["dataset"] == dataset) & (published["head"] == head.module)]
+        row = choose_row(mine, backbone, iterations)
+        if row is None:
+            rows.append([head.head, head.module, _yours(head), "—", "—", "no published row"])
+            rows[-1] += ["—", "—", "—"]
+            continue
+        if row["source"] not in sources:
+            sources.append(row["source"])
+        same_backbone = row["backbone"] == backbone
+        gap = head.miou_mean - row["mIoU"] if same_backbone and head.n else math.nan
+        gap_text = f"{gap:+.2f}" if not math.isnan(gap) else ("—" if same_backbone else "n/a")
+        mem, fps, borrowed = cost_of(mine, row)
+        mark = " †" if borrowed else ""
+        schedule = f"{row['method']}, {row['backbone']}, {row['crop'] or '?'}, " + (
+            f"{row['iterations'] / 1000:.0f}k it" if not math.isnan(row["iterations"]) else "? it"
+        )
+        rows.append([
+            head.head, head.module, _yours(head), _num(row["mIoU"]), gap_text, schedule,
+            _num(mem, 1) + (mark if not math.isnan(mem) else ""), _num(fps) + mark if
+            not math.isnan(fps) else "—", f"[{sources.index(row['source']) + 1}]",
+        ])  # fmt: skip
+    return rows, sources
+
+
+def published_section(summary: pd.DataFrame, config: dict, md_table: Any) -> list[str]:
+    """Markdown lines of the "yours against published" section; [] for other data sets."""
+    dataset = config.get("data", {}).get("dataset")
+    if dataset not in DATASETS or summary.empty:
+        return []
+    rows, sources = published_rows(summary, config, load_published())
+    header = ["head", "module", "yours mIoU", "published mIoU", "gap", "published setting"]
+    header += ["published Mem (GB)", "published fps", "source"]
+    iterations = config.get("train", {}).get("iterations", "?")
+    out = ["## Yours against published", "", md_table(header, rows), ""]
+    out += [
+        f"- yours: this experiment, {backbone_name(config)}, {iterations} iterations, "
+        "single-scale mIoU in % (mean ± half-width of the 95% interval over seeds).",
+        "- published: single-scale mIoU of the same method on the same data set, for this "
+        "backbone and the schedule nearest to yours; gap = yours − published, given only for "
+        "the same backbone (n/a: only another backbone is published).",
+        "- Mem and fps are the publisher's own figures (training memory per GPU, inference "
+        "frames per second on their hardware), not comparable with this machine's. "
+        "† : the publisher gives them on another schedule's row of the same model and crop.",
+        "- The published heads are the publishers' own, not this suite's shared head; a gap "
+        "measures the recipe and the head together.",
+        "",
+        "Sources:",
+        "",
+    ]
+    out += [f"{i}. {source}" for i, source in enumerate(sources, 1)]
+    return [*out, ""]
