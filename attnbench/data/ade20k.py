@@ -12,7 +12,7 @@ model predicts 150 classes, 0..149.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +277,45 @@ def summarise(root: Path) -> dict[str, int]:
     ]
     print(f"ADE20K ready in {find_ade_dir(root)}: " + ", ".join(notes))
     return counts
+
+
+def manual_layout(root: Path, reason: str) -> str:
+    """One line: why the data is not ready, and what to put where by hand."""
+    return (
+        f"{reason}. Without network access, put {ARCHIVE} or its extracted {FOLDER}/ in {root} "
+        f"by hand and rerun `{PREPARE_COMMAND.replace('DIR', str(root))} --no-download`; "
+        + layout_help(root)
+    )
+
+
+def prepare_ade20k(
+    root: str | Path,
+    *,
+    download: bool = True,
+    base_urls: Sequence[str] | str | None = None,
+    md5: str = MD5,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Lay out ADEChallengeData2016 under root, downloading and unzipping it when needed.
+
+    base_urls: mirrors holding ADEChallengeData2016.zip, tried in order (default: the MIT
+    site). md5: the archive's checksum (tests pass their small stand-in's).
+    """
+    from .download import Archive, needs_extraction, obtain
+
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    if isinstance(base_urls, str):
+        base_urls = [base_urls]
+    archive = Archive("ade20k", ARCHIVE, BASE_URL, md5, FOLDER)
+    if needs_extraction(root, archive, find_ade_dir(root) is not None):
+        obtain(
+            root,
+            archive,
+            md5,
+            download=download,
+            base_urls=base_urls,
+            progress=progress,
+            manual=lambda reason: manual_layout(root, reason),
+        )
+    return summarise(root)
