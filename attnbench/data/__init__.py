@@ -1,19 +1,24 @@
-"""Data sets: the embedded synthetic task and Pascal VOC 2012, behind two builders.
+"""Data sets: the embedded synthetic task, Pascal VOC 2012, Cityscapes and ADE20K.
 
 `build_dataset(cfg, split, train)` returns a torch Dataset of (image float32 (3, H, W)
 normalised with the ImageNet statistics, label int64 (H, W), 255 = ignore);
-`dataset_info(cfg)` gives the class count and names without touching any file.
+`dataset_info(cfg)` gives the class count and names without touching any file;
+`layout_hint(dataset, root)` says, in one line, what a data set's root must hold.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, NamedTuple
 
 from torch.utils.data import Dataset
 
 from ..errors import UserError
 
-DATASETS = ("synthetic", "voc")
+DATASETS = ("synthetic", "voc", "cityscapes", "ade20k")
+# The module of each data set; each has CLASS_NAMES, and the files on disk a layout.
+_MODULES = {"synthetic": "synthetic", "voc": "voc", "cityscapes": "cityscapes", "ade20k": "ade20k"}
+TITLES = {"synthetic": "synthetic", "voc": "VOC", "cityscapes": "Cityscapes", "ade20k": "ADE20K"}
 
 
 class DatasetInfo(NamedTuple):
@@ -27,13 +32,30 @@ def _check_dataset(cfg: Any) -> str:
     return cfg.dataset
 
 
+def _module(dataset: str) -> Any:
+    return importlib.import_module(f".{_MODULES[dataset]}", __name__)
+
+
 def dataset_info(cfg: Any) -> DatasetInfo:
     """Number of classes and their names for cfg.dataset (a DataConfig)."""
-    if _check_dataset(cfg) == "synthetic":
-        from .synthetic import CLASS_NAMES
-    else:
-        from .voc import CLASS_NAMES
-    return DatasetInfo(len(CLASS_NAMES), CLASS_NAMES)
+    names = _module(_check_dataset(cfg)).CLASS_NAMES
+    return DatasetInfo(len(names), names)
+
+
+def layout_hint(dataset: str, root: str) -> str:
+    """What `root` must hold for `dataset`, and the command that prepares or checks it."""
+    if dataset == "voc":
+        from .voc import LAYOUT
+
+        return LAYOUT.replace("DIR", root)
+    return _module(dataset).layout_help(root)
+
+
+def crop_hw(crop_size: int | tuple[int, ...]) -> tuple[int, int]:
+    """data.crop_size as (height, width): one value is a square."""
+    if isinstance(crop_size, int):
+        return (crop_size, crop_size)
+    return (crop_size[0], crop_size[-1])
 
 
 def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
@@ -42,11 +64,12 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     synthetic: train_size / val_size images of image_size pixels, keyed by data_seed;
     augmentation is a horizontal flip only (crop_size and scale_range do not apply:
     cropping would cut shapes out and change the true class of the others).
-    voc: "train" reads cfg.train_split ("train" | "trainaug"), "val" cfg.val_split;
-    augmentation is random scale in scale_range, crop_size crop and flip; without
-    it, whole images are returned.
+    voc: "train" reads cfg.train_split ("train" | "trainaug"), "val" cfg.val_split.
+    cityscapes, ade20k: the official train and val splits.
+    Augmentation is random scale in scale_range (of base_size when set), crop_size crop
+    and flip; without it, whole images are returned, resized to fit base_size when set.
     """
-    from .transforms import SegTransform, eval_transform, train_transform
+    from .transforms import SegTransform, eval_transform
 
     dataset = _check_dataset(cfg)
     if split not in ("train", "val"):
@@ -63,21 +86,36 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
             shape_size=cfg.shape_size,
             transform=SegTransform(flip=True) if train else eval_transform(),
         )
-
-    from .voc import VOCSegmentation
-
     if cfg.root is None:
-        raise UserError(
-            "data.root is not set: point it at the folder holding VOCdevkit/ "
-            "(`python -m attnbench data voc --root DIR` prepares one)"
-        )
-    voc_split = cfg.train_split if split == "train" else cfg.val_split
-    if split == "train" and voc_split not in ("train", "trainaug"):
-        raise UserError(f"data.train_split must be 'train' or 'trainaug', got {voc_split!r}")
+        raise UserError(f"data.root is not set: {layout_hint(dataset, 'DIR')}")
+    base = tuple(cfg.base_size) if cfg.base_size else None
     transform = (
-        train_transform(cfg.crop_size, tuple(cfg.scale_range)) if train else eval_transform()
-    )
-    return VOCSegmentation(cfg.root, voc_split, transform)
+        SegTransform(crop_size=crop_hw(cfg.crop_size), scale_range=tuple(cfg.scale_range),
+                     base_size=base, flip=True)
+        if train
+        else eval_transform(base)
+    )  # fmt: skip
+    return _labelled_dataset(cfg, dataset, split, transform)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "build_dataset", "dataset_info"]
+def _labelled_dataset(cfg: Any, dataset: str, split: str, transform: Any) -> Dataset:
+    chosen = cfg.train_split if split == "train" else cfg.val_split
+    if dataset == "voc":
+        from .voc import VOCSegmentation
+
+        if split == "train" and chosen not in ("train", "trainaug"):
+            raise UserError(f"data.train_split must be 'train' or 'trainaug', got {chosen!r}")
+        return VOCSegmentation(cfg.root, chosen, transform)
+    key = "data.train_split" if split == "train" else "data.val_split"
+    if chosen not in ("train", "val"):
+        raise UserError(f"{key}: {dataset} has the splits train and val, got {chosen!r}")
+    if dataset == "cityscapes":
+        from .cityscapes import CityscapesSegmentation
+
+        return CityscapesSegmentation(cfg.root, chosen, transform)
+    from .ade20k import ADE20KSegmentation
+
+    return ADE20KSegmentation(cfg.root, chosen, transform)
+
+
+__all__ = ["DATASETS", "DatasetInfo", "build_dataset", "crop_hw", "dataset_info", "layout_hint"]

@@ -27,12 +27,15 @@ class ConfigError(UserError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthetic"  # "synthetic" | "voc"
-    root: str | None = None  # VOC: folder holding VOCdevkit/VOC2012 (or VOC2012 itself)
+    dataset: str = "synthetic"  # "synthetic" | "voc" | "cityscapes" | "ade20k"
+    root: str | None = None  # the folder `python -m attnbench data <dataset> --root` prepares
     train_split: str = "train"  # VOC: "train" | "trainaug"
     val_split: str = "val"
-    crop_size: int = 512
+    crop_size: tuple[int, ...] = (512,)  # one value (a square) or (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
+    # (long, short) edges that the random scale multiplies (mmseg's `scale`), and that
+    # evaluation images are resized to fit; None: the scale is of the image's own size.
+    base_size: tuple[int, int] | None = None
     num_workers: int = 0
     image_size: int = 64  # synthetic only
     train_size: int = 2048  # synthetic only
@@ -88,6 +91,9 @@ class EvalConfig:
     batch_size: int = 1
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
+    mode: str = "whole"  # "whole" | "slide": windows of `window` every `stride`, logits averaged
+    window: tuple[int, int] | None = None  # (height, width); None: data.crop_size
+    stride: tuple[int, int] | None = None  # None: half the window
     # After training, set this attribute of the context module to each value and evaluate again.
     sweep_param: str | None = None
     sweep_values: tuple[float, ...] = ()
@@ -276,7 +282,8 @@ def _join(prefix: str, name: str) -> str:
 
 
 _CHOICES = {
-    "data.dataset": ("synthetic", "voc"),
+    "data.dataset": ("synthetic", "voc", "cityscapes", "ade20k"),
+    "eval.mode": ("whole", "slide"),
     "data.train_split": ("train", "trainaug"),
     "data.kind_cue": ("shape", "colour"),
     "data.val_split": ("val", "train", "trainval"),
@@ -300,7 +307,10 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         "train.log_interval": cfg.train.log_interval,
         "train.lr": cfg.train.lr,
         "eval.batch_size": cfg.eval.batch_size,
-        "data.crop_size": cfg.data.crop_size,
+        "data.crop_size": min(cfg.data.crop_size, default=0),
+        "data.base_size": min(cfg.data.base_size or (1,)),
+        "eval.window": min(cfg.eval.window or (1,)),
+        "eval.stride": min(cfg.eval.stride or (1,)),
         "data.image_size": cfg.data.image_size,
         "data.train_size": cfg.data.train_size,
         "data.val_size": cfg.data.val_size,
@@ -341,8 +351,10 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     low, high = cfg.data.scale_range
     if not 0 < low <= high:
         raise ConfigError(f"{where}: data.scale_range: expected 0 < low <= high, got {low}, {high}")
-    if cfg.data.dataset == "voc":
-        _validate_voc_root(cfg.data.root, where)
+    if len(cfg.data.crop_size) not in (1, 2):
+        raise ConfigError(f"{where}: data.crop_size: expected a size or [height, width]")
+    if cfg.data.dataset != "synthetic":
+        _validate_root(cfg.data.dataset, cfg.data.root, where)
     if cfg.model.backbone.pretrained and not Path(cfg.model.backbone.pretrained).is_file():
         raise ConfigError(
             f"{where}: model.backbone.pretrained: no such checkpoint file "
@@ -382,12 +394,16 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: {key}.seeds: expected at least one seed")
 
 
-def _validate_voc_root(root: str | None, where: str) -> None:
+def _validate_root(dataset: str, root: str | None, where: str) -> None:
+    from ..data import TITLES, layout_hint
+
     if not root:
-        raise ConfigError(f"{where}: data.root: the voc dataset needs a root folder")
+        raise ConfigError(
+            f"{where}: data.root: the {dataset} dataset needs a root folder; "
+            + layout_hint(dataset, "DIR")
+        )
     if not Path(root).is_dir():
         raise ConfigError(
-            f"{where}: data.root: no VOC data at {root!r}; expected "
-            f"{root}/VOCdevkit/VOC2012/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}}; "
-            f"get it with: python -m attnbench data voc --root {root}"
+            f"{where}: data.root: no {TITLES[dataset]} data at {root!r}; "
+            + layout_hint(dataset, root)
         )

@@ -163,7 +163,13 @@ def describe(
     t, e, d = cfg.train, cfg.eval, cfg.data
     exp_dir = Path(cfg.output_dir) / cfg.name
     todo = sum(p.status != "done" for p in planned)
-    size = d.image_size if d.dataset == "synthetic" else d.crop_size
+    crop = f"{d.crop_size[0]}x{d.crop_size[-1]}"
+    size = f"{d.image_size}x{d.image_size}" if d.dataset == "synthetic" else f"crops {crop}"
+    scale_of = f"{d.base_size[0]}x{d.base_size[1]}" if d.base_size else "the image"
+    if d.dataset != "synthetic":
+        size += f", random scale {d.scale_range[0]}-{d.scale_range[1]} of {scale_of}"
+    window = f"{e.window or crop}, stride {e.stride or 'half the window'}"
+    how = "whole image" if e.mode == "whole" else f"sliding window {window}"
     sweep = f"; sweep {e.sweep_param} over {', '.join(map(str, e.sweep_values))}"
     lines = [
         f"experiment {cfg.name}: {len(planned)} run(s), {todo} to train -> {exp_dir}",
@@ -178,7 +184,7 @@ def describe(
         f"device: {device}, threads {t.threads or 'default'}, "
         f"amp {'bf16' if t.amp and device.startswith('cuda') else 'off'}"
         f"{', sync BN' if world_size > 1 and t.sync_bn and device.startswith('cuda') else ''}",
-        f"evaluation: whole image, scales {', '.join(map(str, e.scales))}, "
+        f"evaluation: {how}, scales {', '.join(map(str, e.scales))}, "
         f"flip {'on' if e.flip else 'off'}, every {t.eval_interval or t.iterations} iterations"
         + (sweep if e.sweep_param else ""),
         f"checkpoints every {t.checkpoint_interval} iterations and at the end",

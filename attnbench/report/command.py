@@ -171,8 +171,10 @@ def context_lines(
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     if not sizes and data:
         key = "image_size" if data.get("dataset", "synthetic") == "synthetic" else "crop_size"
-        if data.get(key):
-            sizes = [f"{data[key]}×{data[key]}"]
+        value = data.get(key)
+        if value:
+            side = value if isinstance(value, list) else [value]
+            sizes = [f"{side[0]}×{side[-1]}"]
     dataset = f"data: {data.get('dataset', 'synthetic')}; " if data else ""
     if sizes:
         lines.append(f"- {dataset}MACs counted per image at {' / '.join(sizes)}")

@@ -324,7 +324,8 @@ def evaluate_during_training(
 ) -> None:
     """One point of the validation curve, logged."""
     distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
-    scores = evaluate(model, val_loader, num_classes, amp=run.cfg.train.amp)
+    slide = run.cfg.sliding_window()
+    scores = evaluate(model, val_loader, num_classes, slide=slide, amp=run.cfg.train.amp)
     point = {"iteration": state.iteration, **_summary(scores)}
     state.curve.append(point)
     log_event(run, {"event": "eval", **point})

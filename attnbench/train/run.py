@@ -60,7 +60,12 @@ def run_one(
         **final,
         **_training_figures(run, result),
         **figures,
-        "eval": {"scales": list(run.cfg.eval.scales), "flip": run.cfg.eval.flip},
+        "eval": {
+            "scales": list(run.cfg.eval.scales),
+            "flip": run.cfg.eval.flip,
+            "mode": run.cfg.eval.mode,
+            "slide": run.cfg.sliding_window(),  # (window, stride), or None: whole images
+        },
         "curve": [*result.curve, {"iteration": result.iterations, **summary}],
         "sweep": sweep,
         "weights_sha256_by_rank": hashes,
@@ -124,6 +129,7 @@ def score(
         len(class_names),
         scales=cfg.eval.scales,
         flip=cfg.eval.flip,
+        slide=cfg.sliding_window(),
         amp=cfg.train.amp,
     )
     return {

@@ -148,8 +148,10 @@ def test_dataset_info_and_bad_config():
     assert info.num_classes == 7 and info.class_names[0] == "background"
     voc = dataset_info(data_cfg(dataset="voc"))
     assert voc.num_classes == 21 and voc.class_names[15] == "person"
-    with pytest.raises(UserError, match="synthetic, voc"):
-        dataset_info(data_cfg(dataset="cityscapes"))
+    assert dataset_info(data_cfg(dataset="cityscapes")).num_classes == 19
+    assert dataset_info(data_cfg(dataset="ade20k")).num_classes == 150
+    with pytest.raises(UserError, match="synthetic, voc, cityscapes, ade20k"):
+        dataset_info(data_cfg(dataset="kitti"))
     with pytest.raises(UserError, match=r"data\.root"):
         build_dataset(data_cfg(dataset="voc"), "train", train=True)
     with pytest.raises(UserError, match="split"):

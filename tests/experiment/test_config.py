@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import modules
 from attnbench.experiment.config import (
     ConfigError,
     ExperimentConfig,
@@ -133,10 +134,38 @@ def test_shipped_experiments_load() -> None:
     root = Path(__file__).resolve().parents[2] / "experiments"
     paths = sorted(root.glob("*.yaml"))
     assert {p.stem for p in paths} >= {"quick", "voc_heads", "ema_stages", "context"}
+    assert {"cityscapes_heads", "ade20k_heads"} <= {p.stem for p in paths}
     for path in paths:
-        voc = ["data.root=/tmp", "model.backbone.pretrained=null"]
-        cfg = load_config(path, voc if "voc" in path.stem else [])
+        real_data = ["data.root=/tmp", "model.backbone.pretrained=null"]
+        cfg = load_config(path, real_data if path.stem.endswith("_heads") else [])
         assert cfg.heads
+
+
+def test_dataset_recipes_follow_mmseg() -> None:
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    local = ["data.root=/tmp", "model.backbone.pretrained=null"]
+    city = load_config(root / "cityscapes_heads.yaml", local)
+    ade = load_config(root / "ade20k_heads.yaml", local)
+    assert (city.data.crop_size, city.data.base_size) == ((512, 1024), (2048, 1024))
+    assert (city.train.iterations, city.train.batch_size) == (80000, 8)
+    assert (ade.data.crop_size, ade.data.base_size) == ((512, 512), (2048, 512))
+    assert (ade.train.iterations, ade.train.batch_size) == (80000, 16)
+    for cfg in (city, ade):
+        assert cfg.model.backbone.depth == 50 and cfg.model.backbone.output_stride == 8
+        assert {h.module for h in cfg.heads} == set(modules.available()) - {"pool"}
+
+
+def test_eval_mode_and_crop_are_checked(yaml_file: Path) -> None:
+    cfg = load_config(
+        yaml_file, ["eval.mode=slide", "eval.window=[8, 16]", "data.crop_size=[4, 8]"]
+    )
+    assert cfg.eval.window == (8, 16) and cfg.data.crop_size == (4, 8)
+    with pytest.raises(ConfigError, match=r"eval\.mode: expected one of whole, slide"):
+        load_config(yaml_file, ["eval.mode=tiles"])
+    with pytest.raises(ConfigError, match=r"eval\.stride: expected a positive number"):
+        load_config(yaml_file, ["eval.stride=[0, 4]"])
+    with pytest.raises(ConfigError, match=r"data\.crop_size: expected a size or \[height, width\]"):
+        load_config(yaml_file, ["data.crop_size=[1, 2, 3]"])
 
 
 def test_quick_and_ema_stages_share_one_recipe() -> None:

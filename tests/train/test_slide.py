@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attnbench.slide import slide_logits, window_starts
+from attnbench.train.evaluate import slide_logits, window_starts
 
 
 def context_model(images: torch.Tensor) -> torch.Tensor:

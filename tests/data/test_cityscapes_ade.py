@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from trees import ade_label, cityscapes_label_ids, make_ade, make_cityscapes
+from fake_datasets import ade_label, cityscapes_label_ids, make_ade, make_cityscapes
 
 from attnbench.data import ade20k, cityscapes
 from attnbench.errors import UserError
