@@ -70,7 +70,8 @@ def layout_help(root: str | Path) -> str:
     return (
         f"expected {root}/leftImg8bit/{{train,val}}/<city>/*{IMAGE_SUFFIX} and "
         f"{root}/gtFine/{{train,val}}/<city>/*{LABEL_SUFFIX}; Cityscapes needs a login, so "
-        f"download {archives} from {DOWNLOAD_PAGE} and unzip both in {root}"
+        f"download {archives} from {DOWNLOAD_PAGE} into {root}; "
+        f"`{PREPARE_COMMAND.replace('DIR', str(root))}` unzips them there and checks the layout"
     )
 
 
@@ -144,17 +145,24 @@ class CityscapesSegmentation(Dataset):
         return self.transform(img, lab) if self.transform is not None else (img, lab)
 
 
+def unzip_present_archives(root: Path) -> None:
+    """Unzip each official archive found in root whose folder is not there yet."""
+    from .download import safe_extract
+
+    for name, folder in ARCHIVES:
+        if (root / name).is_file() and not (root / folder).is_dir():
+            print(f"extracting {root / name}")
+            safe_extract(root / name, root)
+
+
 def check_cityscapes(root: str | Path) -> dict[str, int]:
-    """Check the layout under root; returns {split: image count}. Prints a one-line summary."""
+    """Check the layout under root (unzipping archives put there by hand); returns counts."""
     root = Path(root).expanduser()
+    unzip_present_archives(root)
     counts = {split: len(list_pairs(root, split)) for split in SPLITS}
     notes = [
         f"{split} {n} images"
-        + (
-            ""
-            if n == OFFICIAL_COUNTS[split]
-            else f" (the official release has {OFFICIAL_COUNTS[split]})"
-        )
+        + ("" if n == OFFICIAL_COUNTS[split] else f" (the release has {OFFICIAL_COUNTS[split]})")
         for split, n in counts.items()
     ]
     print(f"Cityscapes ready in {root}: " + ", ".join(notes))

@@ -16,7 +16,8 @@ import re
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,10 @@ def _total_size(response, offset: int) -> int | None:
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar(.gz) into dest, refusing members or links that point outside it."""
+    """Extract a tar(.gz) or zip into dest, refusing members or links that point outside it."""
+    if zipfile.is_zipfile(archive):
+        _safe_extract_zip(archive, dest)
+        return
     base = dest.resolve()
     try:
         with tarfile.open(archive) as tar:
@@ -173,6 +177,21 @@ def safe_extract(archive: Path, dest: Path) -> None:
         raise UserError(f"cannot extract {archive} ({err}); delete it to download again") from err
 
 
+def _safe_extract_zip(archive: Path, dest: Path) -> None:
+    base = dest.resolve()
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if not (base / name).resolve().is_relative_to(base):
+                    raise UserError(
+                        f"{archive} holds {name!r}, which would be written outside {dest}; "
+                        "refusing to extract it"
+                    )
+            zf.extractall(base)
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise UserError(f"cannot extract {archive} ({err}); delete it to download again") from err
+
+
 def manual_layout(root: Path, reason: str, sbd: bool = True) -> str:
     """One line: why, and where to put the files by hand (SBD's only when it is wanted)."""
     wanted = [a for a in ARCHIVES.values() if sbd or a is not SBD_ARCHIVE]
@@ -191,7 +210,7 @@ def manual_layout(root: Path, reason: str, sbd: bool = True) -> str:
     )
 
 
-def _obtain(
+def obtain(
     root: Path,
     archive: Archive,
     md5: str,
@@ -199,13 +218,16 @@ def _obtain(
     download: bool,
     base_urls: Sequence[str] | None,
     progress: bool,
-    sbd: bool = True,
+    manual: Callable[[str], str],
 ) -> None:
-    """Make sure root holds the archive's contents: extract it, downloading it first if needed."""
+    """Make sure root holds the archive's contents: extract it, downloading it first if needed.
+
+    manual(reason) is the one-line error when the archive cannot be had: what goes where.
+    """
     path = root / archive.filename
     if not path.exists():
         if not download:
-            raise UserError(manual_layout(root, f"{path} not found and downloading is off", sbd))
+            raise UserError(manual(f"{path} not found and downloading is off"))
         failures = []
         for base in base_urls or [None]:
             url = archive.url(base)
@@ -217,7 +239,7 @@ def _obtain(
                 failures.append(str(err))
         else:
             reason = "could not download: " + "; ".join(failures)
-            raise UserError(manual_layout(root, reason, sbd))
+            raise UserError(manual(reason))
     else:
         print(f"verifying {path}")
         actual = md5sum(path)
@@ -235,7 +257,7 @@ def _marker(root: Path, archive: Archive) -> Path:
     return root / f".{archive.filename}.extracted"
 
 
-def _needs_extraction(root: Path, archive: Archive, present: bool) -> bool:
+def needs_extraction(root: Path, archive: Archive, present: bool) -> bool:
     # A folder next to its archive but without the marker is an interrupted extraction;
     # a folder without an archive was put there by hand and is trusted.
     if not present:
@@ -279,11 +301,16 @@ def prepare_voc(
     if isinstance(base_urls, str):
         base_urls = [base_urls]
     md5s = {key: a.md5 for key, a in ARCHIVES.items()} | dict(checksums or {})
-    fetch = {"download": download, "base_urls": base_urls, "progress": progress, "sbd": sbd}
+    fetch = {
+        "download": download,
+        "base_urls": base_urls,
+        "progress": progress,
+        "manual": lambda reason: manual_layout(root, reason, sbd),
+    }
 
     voc_dir = find_voc_dir(root)
-    if _needs_extraction(root, VOC_ARCHIVE, _voc_ready(voc_dir)):
-        _obtain(root, VOC_ARCHIVE, md5s["voc"], **fetch)
+    if needs_extraction(root, VOC_ARCHIVE, _voc_ready(voc_dir)):
+        obtain(root, VOC_ARCHIVE, md5s["voc"], **fetch)
         voc_dir = find_voc_dir(root)
         if not _voc_ready(voc_dir):
             raise UserError(f"{VOC_ARCHIVE.filename} did not yield {root / VOC_ARCHIVE.contents}")
@@ -292,8 +319,8 @@ def prepare_voc(
 
     if sbd and not (sets / "trainaug.txt").is_file():
         sbd_dir = find_sbd_dir(root)
-        if _needs_extraction(root, SBD_ARCHIVE, sbd_dir is not None):
-            _obtain(root, SBD_ARCHIVE, md5s["sbd"], **fetch)
+        if needs_extraction(root, SBD_ARCHIVE, sbd_dir is not None):
+            obtain(root, SBD_ARCHIVE, md5s["sbd"], **fetch)
             sbd_dir = find_sbd_dir(root)
             if sbd_dir is None:
                 expected = root / SBD_ARCHIVE.contents
@@ -313,8 +340,13 @@ def prepare_voc(
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=["voc"], help="the data set to prepare")
-    parser.add_argument("--root", required=True, help="folder to hold VOCdevkit/ (created)")
+    parser.add_argument(
+        "dataset",
+        choices=["voc", "cityscapes", "ade20k"],
+        help="voc: download and build VOC 2012 + SBD trainaug; ade20k: download and unzip "
+        "ADEChallengeData2016; cityscapes: check the layout (it needs a login to download)",
+    )
+    parser.add_argument("--root", required=True, help="the data set's folder (created)")
     parser.add_argument(
         "--no-download",
         action="store_true",
@@ -327,13 +359,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--mirror",
         action="append",
         metavar="URL",
-        help="base URL holding both archive files, used instead of the official sites "
+        help="base URL holding the archive files, used instead of the official sites "
         "(repeat to try several in order)",
     )
 
 
 def command(args: argparse.Namespace) -> int:
-    prepare_voc(
-        args.root, download=not args.no_download, base_urls=args.mirror, sbd=not args.no_sbd
-    )
+    fetch = {"download": not args.no_download, "base_urls": args.mirror}
+    if args.dataset == "cityscapes":
+        from .cityscapes import check_cityscapes
+
+        check_cityscapes(args.root)
+    elif args.dataset == "ade20k":
+        from .ade20k import prepare_ade20k
+
+        prepare_ade20k(args.root, **fetch)
+    else:
+        prepare_voc(args.root, sbd=not args.no_sbd, **fetch)
     return 0

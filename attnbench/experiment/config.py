@@ -127,6 +127,14 @@ class ExperimentConfig:
     def seeds_of(self, spec: HeadSpec) -> tuple[int, ...]:
         return spec.seeds if spec.seeds is not None else self.seeds
 
+    def sliding_window(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """(window, stride) in slide mode (defaults: the crop, half of it); None: whole images."""
+        if self.eval.mode != "slide":
+            return None
+        crop = self.data.crop_size
+        h, w = self.eval.window or (crop[0], crop[-1])
+        return (h, w), self.eval.stride or (max(1, h // 2), max(1, w // 2))
+
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override, type-check and validate an experiment YAML."""

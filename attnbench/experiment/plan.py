@@ -168,8 +168,12 @@ def describe(
     scale_of = f"{d.base_size[0]}x{d.base_size[1]}" if d.base_size else "the image"
     if d.dataset != "synthetic":
         size += f", random scale {d.scale_range[0]}-{d.scale_range[1]} of {scale_of}"
-    window = f"{e.window or crop}, stride {e.stride or 'half the window'}"
-    how = "whole image" if e.mode == "whole" else f"sliding window {window}"
+    slide = cfg.sliding_window()
+    how = (
+        "whole image"
+        if slide is None
+        else "sliding window {}x{}, stride {}x{}".format(*slide[0], *slide[1])
+    )
     sweep = f"; sweep {e.sweep_param} over {', '.join(map(str, e.sweep_values))}"
     lines = [
         f"experiment {cfg.name}: {len(planned)} run(s), {todo} to train -> {exp_dir}",

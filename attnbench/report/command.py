@@ -23,6 +23,7 @@ from ..files import atomic_write_text, read_json
 from ..markdown import md_table
 from . import plots
 from .map_figures import image_figures
+from .published import published_section
 from .stats import load_curves, load_runs, per_class_iou, split_diverged, summarise, sweep_tables
 
 LEVEL = 0.95
@@ -311,6 +312,7 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
         "evaluations and checkpoints.",
         "",
     ]
+    out += published_section(summary, config, md_table)
 
     _, diverged = split_diverged(runs)
     out += ["## Diverged runs", ""]

@@ -65,6 +65,20 @@ def _yours(summary_row: Any) -> str:
     return f"{summary_row.miou_mean:.2f} ± {summary_row.miou_ci:.2f} ({summary_row.n} seeds)"
 
 
+def _setting(row: pd.Series) -> str:
+    iterations = row["iterations"]
+    schedule = "? it" if math.isnan(iterations) else f"{iterations / 1000:g}k it"
+    return f"{row['method']}, {row['backbone']}, {row['crop'] or '?'}, {schedule}"
+
+
+def _gap(head: Any, row: pd.Series, backbone: str) -> str:
+    if row["backbone"] != backbone:
+        return "n/a"  # only another backbone is published: no like-for-like gap
+    if head.n == 0 or math.isnan(head.miou_mean):
+        return "—"
+    return f"{head.miou_mean - row['mIoU']:+.2f}"
+
+
 def published_rows(
     summary: pd.DataFrame, config: dict, published: pd.DataFrame
 ) -> tuple[list[list[str]], list[str]]:
@@ -77,24 +91,16 @@ def published_rows(
         mine = published[(published["dataset"] == dataset) & (published["head"] == head.module)]
         row = choose_row(mine, backbone, iterations)
         if row is None:
-            rows.append([head.head, head.module, _yours(head), "—", "—", "no published row"])
+            rows.append([head.head, head.module, _yours(head), "—", "—", "none published"])
             rows[-1] += ["—", "—", "—"]
             continue
         if row["source"] not in sources:
             sources.append(row["source"])
-        same_backbone = row["backbone"] == backbone
-        gap = head.miou_mean - row["mIoU"] if same_backbone and head.n else math.nan
-        gap_text = f"{gap:+.2f}" if not math.isnan(gap) else ("—" if same_backbone else "n/a")
         mem, fps, borrowed = cost_of(mine, row)
         mark = " †" if borrowed else ""
-        schedule = f"{row['method']}, {row['backbone']}, {row['crop'] or '?'}, " + (
-            f"{row['iterations'] / 1000:.0f}k it" if not math.isnan(row["iterations"]) else "? it"
-        )
-        rows.append([
-            head.head, head.module, _yours(head), _num(row["mIoU"]), gap_text, schedule,
-            _num(mem, 1) + (mark if not math.isnan(mem) else ""), _num(fps) + mark if
-            not math.isnan(fps) else "—", f"[{sources.index(row['source']) + 1}]",
-        ])  # fmt: skip
+        cells = [head.head, head.module, _yours(head), _num(row["mIoU"]), _gap(head, row, backbone)]
+        cells += [_setting(row), _num(mem, 1) + mark, _num(fps) + mark]
+        rows.append([*cells, f"[{sources.index(row['source']) + 1}]"])
     return rows, sources
 
 

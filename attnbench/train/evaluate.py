@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import distributed
-from ..data import crop_hw
 from ..env import autocast
 from .metrics import confusion_matrix, segmentation_metrics
 
@@ -93,15 +92,6 @@ def evaluate(
     distributed.all_reduce_sum(conf)
     model.train(was_training)
     return segmentation_metrics(conf)
-
-
-def slide_setting(eval_cfg: Any, crop_size: int | Sequence[int]) -> Slide | None:
-    """(window, stride) of an EvalConfig in slide mode (defaults: the crop, half of it)."""
-    if eval_cfg.mode != "slide":
-        return None
-    window = tuple(eval_cfg.window or crop_hw(crop_size))
-    stride = tuple(eval_cfg.stride or (max(1, window[0] // 2), max(1, window[1] // 2)))
-    return window, stride  # type: ignore[return-value]
 
 
 def window_starts(length: int, window: int, stride: int) -> list[tuple[int, int]]:

@@ -56,7 +56,7 @@ def test_cityscapes_errors_name_the_file_and_the_archives(tmp_path):
 def test_cityscapes_layout_check_counts_splits(tmp_path, capsys):
     make_cityscapes(tmp_path)
     assert cityscapes.check_cityscapes(tmp_path) == {"train": 4, "val": 2}
-    assert "the official release has 2975" in capsys.readouterr().out
+    assert "the release has 2975" in capsys.readouterr().out
 
 
 def test_ade_reduce_zero_label_ignores_other_and_shifts_classes():

@@ -160,6 +160,12 @@ def test_eval_mode_and_crop_are_checked(yaml_file: Path) -> None:
         yaml_file, ["eval.mode=slide", "eval.window=[8, 16]", "data.crop_size=[4, 8]"]
     )
     assert cfg.eval.window == (8, 16) and cfg.data.crop_size == (4, 8)
+    assert cfg.sliding_window() == ((8, 16), (4, 8))  # stride: half the window
+    assert load_config(yaml_file, ["eval.mode=slide", "data.crop_size=6"]).sliding_window() == (
+        (6, 6),
+        (3, 3),
+    )
+    assert load_config(yaml_file).sliding_window() is None
     with pytest.raises(ConfigError, match=r"eval\.mode: expected one of whole, slide"):
         load_config(yaml_file, ["eval.mode=tiles"])
     with pytest.raises(ConfigError, match=r"eval\.stride: expected a positive number"):

@@ -1,0 +1,85 @@
+"""experiments/{cityscapes,ade20k}_heads.yaml end to end on tiny trees in the official layouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fake_datasets import make_ade, make_cityscapes
+
+REPO = Path(__file__).resolve().parents[2]
+HEADS = {"none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema"}
+TINY = [
+    "model.backbone.pretrained=null",
+    "model.backbone.depth=18",
+    "model.backbone.width=8",
+    "model.head.channels=16",
+    "data.crop_size=[16, 24]",
+    "data.num_workers=0",
+    "train.iterations=2",
+    "train.batch_size=2",
+    "train.eval_interval=0",
+    "train.checkpoint_interval=1",
+    "train.threads=1",
+]
+# Per data set: tree builder, class count, and what makes the evaluation path non-trivial:
+# Cityscapes in sliding windows that overlap; ADE20K resized to a short side of 16 (the
+# labels stay 24x40, so predictions are scored after resizing back).
+CASES = {
+    "cityscapes": (make_cityscapes, 19, ["data.base_size=[40, 24]", "eval.mode=slide",
+                                         "eval.window=[16, 16]", "eval.stride=[8, 12]"]),
+    "ade20k": (make_ade, 150, ["data.base_size=[48, 16]"]),
+}  # fmt: skip
+
+
+def _attnbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "attnbench", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", sorted(CASES))
+def test_recipe_trains_and_evaluates_every_head_on_a_tiny_tree(tmp_path, dataset) -> None:
+    make_tree, num_classes, extra = CASES[dataset]
+    make_tree(tmp_path / "data")
+    out = tmp_path / "results"
+    args = ["run", str(REPO / f"experiments/{dataset}_heads.yaml"), "--output-dir", str(out)]
+    for item in [f"data.root={tmp_path / 'data'}", *TINY, *extra]:
+        args += ["--set", item]
+    done = _attnbench(*args, "--no-report", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = pd.read_csv(out / f"{dataset}_heads" / "runs.csv")
+    assert set(runs["head"]) == HEADS
+    miou = runs[runs["metric"] == "mIoU"]
+    assert len(miou) == 7 and miou["value"].between(0, 100).all()
+    metrics = json.loads((out / f"{dataset}_heads/runs/ema/seed0/metrics.json").read_text())
+    assert metrics["iterations"] == 2 and len(metrics["iou"]) == num_classes
+    assert metrics["cost_image_size"] == [16, 24]  # the (height, width) crop
+    assert metrics["eval"]["mode"] == ("slide" if dataset == "cityscapes" else "whole")
+
+
+@pytest.mark.parametrize("dataset", sorted(CASES))
+def test_recipe_without_data_stops_at_once_with_the_layout(tmp_path, dataset) -> None:
+    recipe = str(REPO / f"experiments/{dataset}_heads.yaml")
+    done = _attnbench("run", recipe, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    expected = (
+        "leftImg8bit_trainvaltest.zip" if dataset == "cityscapes" else "ADEChallengeData2016.zip"
+    )
+    assert "data.root" in done.stderr and expected in done.stderr
+    assert f"python -m attnbench data {dataset} --root" in done.stderr
+    assert not (tmp_path / "out").exists()
+    # A root that exists but holds something else: the data set names what it expected.
+    (tmp_path / "empty").mkdir()
+    sets = ["--set", f"data.root={tmp_path / 'empty'}", "--set", "model.backbone.pretrained=null"]
+    done = _attnbench("run", recipe, *sets, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert expected in done.stderr and not (tmp_path / "out").exists()
