@@ -65,7 +65,7 @@ COMMANDS: dict[str, tuple[Callable[[], tuple[Setup, Handler]], str]] = {
     "profile": (_profile, "MACs, parameters, memory and latency of every module"),
     "cost": (_cost, "memory, img/s and fps of every head at a recipe, beside mmseg's"),
     "equivalence": (_equivalence, "EMA (one stage) against A2: the measured gap"),
-    "data": (_data, "download and lay out Pascal VOC 2012 + SBD"),
+    "data": (_data, "download or check a data set: voc (+ SBD), ade20k, cityscapes"),
     "readme": (_readme, "copy results/quick's summary and figures into README.md"),
 }
 

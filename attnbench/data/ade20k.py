@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .images import check_same_size, read_index_png, read_rgb
-from .transforms import IGNORE_INDEX, to_tensors
+from .images import LabelledImages, ready_line
+from .transforms import IGNORE_INDEX
 
 # The 150 class names of objectInfo150 in label order (short forms, as mmsegmentation's
 # ADE20KDataset names them).
@@ -237,7 +236,7 @@ def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-class ADE20KSegmentation(Dataset):
+class ADE20KSegmentation(LabelledImages):
     """ADE20K images and 150-class labels (0 ignored); items are `transform(image, label)`."""
 
     class_names = CLASS_NAMES
@@ -249,33 +248,14 @@ class ADE20KSegmentation(Dataset):
         split: str = "train",
         transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
     ) -> None:
-        self.root = Path(root)
+        super().__init__(list_pairs(root, split), layout_help(root), reduce_zero_label, transform)
         self.split = split
-        self.transform = transform
-        self.pairs = list_pairs(self.root, split)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_file = self.pairs[index]
-        layout = layout_help(self.root)
-        image = read_rgb(image_path, layout)
-        label = reduce_zero_label(read_index_png(label_file, layout))
-        check_same_size(image, label, image_path)
-        img, lab = to_tensors(image, label)
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
 
 
 def summarise(root: Path) -> dict[str, int]:
     """{split: image count} after checking every pair; prints one line."""
     counts = {split: len(list_pairs(root, split)) for split in SPLITS}
-    notes = [
-        f"{split} {n} images"
-        + ("" if n == OFFICIAL_COUNTS[split] else f" (the release has {OFFICIAL_COUNTS[split]})")
-        for split, n in counts.items()
-    ]
-    print(f"ADE20K ready in {find_ade_dir(root)}: " + ", ".join(notes))
+    print(ready_line("ADE20K", find_ade_dir(root), counts, OFFICIAL_COUNTS))
     return counts
 
 

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .images import check_same_size, read_index_png, read_rgb
-from .transforms import IGNORE_INDEX, to_tensors
+from .images import LabelledImages, ready_line
+from .transforms import IGNORE_INDEX
 
 # (labelId, name) of the 19 evaluated classes, in train-id order (cityscapesscripts labels.py).
 TRAIN_CLASSES = (
@@ -115,7 +114,7 @@ def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-class CityscapesSegmentation(Dataset):
+class CityscapesSegmentation(LabelledImages):
     """Cityscapes images and 19-class train-id labels; items are `transform(image, label)`."""
 
     class_names = CLASS_NAMES
@@ -127,22 +126,8 @@ class CityscapesSegmentation(Dataset):
         split: str = "train",
         transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
     ) -> None:
-        self.root = Path(root)
+        super().__init__(list_pairs(root, split), layout_help(root), to_train_ids, transform)
         self.split = split
-        self.transform = transform
-        self.pairs = list_pairs(self.root, split)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_file = self.pairs[index]
-        layout = layout_help(self.root)
-        image = read_rgb(image_path, layout)
-        label = to_train_ids(read_index_png(label_file, layout))
-        check_same_size(image, label, image_path)
-        img, lab = to_tensors(image, label)
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
 
 
 def unzip_present_archives(root: Path) -> None:
@@ -160,10 +145,5 @@ def check_cityscapes(root: str | Path) -> dict[str, int]:
     root = Path(root).expanduser()
     unzip_present_archives(root)
     counts = {split: len(list_pairs(root, split)) for split in SPLITS}
-    notes = [
-        f"{split} {n} images"
-        + ("" if n == OFFICIAL_COUNTS[split] else f" (the release has {OFFICIAL_COUNTS[split]})")
-        for split, n in counts.items()
-    ]
-    print(f"Cityscapes ready in {root}: " + ", ".join(notes))
+    print(ready_line("Cityscapes", root, counts, OFFICIAL_COUNTS))
     return counts

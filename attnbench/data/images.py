@@ -7,12 +7,16 @@ instead of a PIL traceback from inside a DataLoader worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .transforms import to_tensors
 
 
 def read_rgb(path: Path, layout: str) -> np.ndarray:
@@ -49,3 +53,43 @@ def check_same_size(image: np.ndarray, label: np.ndarray, image_path: Path) -> N
             f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label is "
             f"{label.shape[1]}x{label.shape[0]}"
         )
+
+
+class LabelledImages(Dataset):
+    """(image, label) file pairs; a label's stored values go through `to_labels` (-> 0..K-1, 255).
+
+    Items are `transform(image, label)`: float32 (3, H, W) in [0, 1] and int64 (H, W).
+    """
+
+    def __init__(
+        self,
+        pairs: list[tuple[Path, Path]],
+        layout: str,
+        to_labels: Callable[[np.ndarray], np.ndarray],
+        transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
+    ) -> None:
+        self.pairs = pairs
+        self.layout = layout
+        self.to_labels = to_labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = self.pairs[index]
+        image = read_rgb(image_path, self.layout)
+        label = self.to_labels(read_index_png(label_path, self.layout))
+        check_same_size(image, label, image_path)
+        img, lab = to_tensors(image, label)
+        return self.transform(img, lab) if self.transform is not None else (img, lab)
+
+
+def ready_line(name: str, where: Path, counts: dict[str, int], official: dict[str, int]) -> str:
+    """ "<name> ready in <where>: train N images, val M images", noting counts off the release's."""
+    notes = [
+        f"{split} {n} images"
+        + ("" if n == official[split] else f" (the release has {official[split]})")
+        for split, n in counts.items()
+    ]
+    return f"{name} ready in {where}: " + ", ".join(notes)

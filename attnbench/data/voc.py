@@ -25,6 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .images import read_rgb
 from .mat5 import MatFileError, loadmat
 from .transforms import IGNORE_INDEX, to_tensors
 
@@ -118,13 +119,7 @@ def read_label(path: Path) -> np.ndarray:
 
 def read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise UserError(f"missing image {path}; {LAYOUT}") from None
-    except OSError as err:
-        raise UserError(f"unreadable image {path} ({err}); {LAYOUT}") from None
+    return read_rgb(path, LAYOUT)
 
 
 class VOCSegmentation(Dataset):

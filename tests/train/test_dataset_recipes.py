@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fake_datasets import make_ade, make_cityscapes
+from test_voc_recipe import TINY as VOC_TINY
+from test_voc_recipe import _attnbench
 
 REPO = Path(__file__).resolve().parents[2]
 HEADS = {"none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema"}
-TINY = [
-    "model.backbone.pretrained=null",
-    "model.backbone.depth=18",
-    "model.backbone.width=8",
-    "model.head.channels=16",
-    "data.crop_size=[16, 24]",
-    "data.num_workers=0",
-    "train.iterations=2",
-    "train.batch_size=2",
-    "train.eval_interval=0",
-    "train.checkpoint_interval=1",
-    "train.threads=1",
-]
+# The VOC recipe test's tiny model and schedule; a (height, width) crop on top.
+TINY = [*VOC_TINY, "data.crop_size=[16, 24]"]
 # Per data set: tree builder, class count, and what makes the evaluation path non-trivial:
 # Cityscapes in sliding windows that overlap; ADE20K resized to a short side of 16 (the
 # labels stay 24x40, so predictions are scored after resizing back).
@@ -35,13 +23,6 @@ CASES = {
                                          "eval.window=[16, 16]", "eval.stride=[8, 12]"]),
     "ade20k": (make_ade, 150, ["data.base_size=[48, 16]"]),
 }  # fmt: skip
-
-
-def _attnbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "attnbench", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
 
 
 @pytest.mark.slow
