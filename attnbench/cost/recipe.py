@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from .. import env
+from ..data import crop_hw
 from ..errors import UserError
 from ..experiment.config import ExperimentConfig, load_config
 from ..files import atomic_write_text
@@ -168,12 +169,13 @@ def measure_head(
 
 
 def generated_batch(
-    batch: int, size: int, device: torch.device
+    batch: int, crop_size: int | tuple[int, ...], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised-range images (B, 3, S, S) and labels (B, S, S) in [0, NUM_CLASSES)."""
+    """Normalised-range images (B, 3, H, W) and labels (B, H, W) in [0, NUM_CLASSES)."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=generator).to(device)
-    labels = torch.randint(0, NUM_CLASSES, (batch, size, size), generator=generator).to(device)
+    h, w = crop_hw(crop_size)
+    images = torch.randn(batch, 3, h, w, generator=generator).to(device)
+    labels = torch.randint(0, NUM_CLASSES, (batch, h, w), generator=generator).to(device)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     return images, labels
@@ -261,7 +263,7 @@ class Record:
             "depth": self.depth,
             "head": self.spec.name,
             "module": self.spec.module,
-            "crop": self.cfg.data.crop_size,
+            "crop": "{}x{}".format(*crop_hw(self.cfg.data.crop_size)),
             "batch": self.cfg.train.batch_size,
             "metric": metric,
             "value": value,

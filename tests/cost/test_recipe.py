@@ -33,7 +33,7 @@ def test_tiny_cost_table_has_every_figure_and_mmseg_ratios(tmp_path: Path) -> No
     wide = rows.pivot_table(index="head", columns="metric", values="value")
     for metric in ("train_mem_gb", "train_img_s", "infer_img_s", "infer_b1_img_s"):
         assert (wide[metric] > 0).all(), metric
-    assert set(rows["batch"]) == {2} and set(rows["crop"]) == {32}
+    assert set(rows["batch"]) == {2} and set(rows["crop"]) == {"32x32"}
     text = (tmp_path / f"{stem}.md").read_text()
     assert "absolute Mem and fps do not compare" in text
     ema = next(line for line in text.splitlines() if line.startswith("| ema |"))
