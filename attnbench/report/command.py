@@ -312,7 +312,7 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
         "evaluations and checkpoints.",
         "",
     ]
-    out += published_section(summary, config, md_table)
+    out += published_section(summary, config)
 
     _, diverged = split_diverged(runs)
     out += ["## Diverged runs", ""]

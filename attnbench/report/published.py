@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..markdown import md_table
+
 PUBLISHED_CSV = Path(__file__).with_name("published.csv")
 DATASETS = ("voc", "cityscapes", "ade20k")
 
@@ -104,7 +106,7 @@ def published_rows(
     return rows, sources
 
 
-def published_section(summary: pd.DataFrame, config: dict, md_table: Any) -> list[str]:
+def published_section(summary: pd.DataFrame, config: dict) -> list[str]:
     """Markdown lines of the "yours against published" section; [] for other data sets."""
     dataset = config.get("data", {}).get("dataset")
     if dataset not in DATASETS or summary.empty:
