@@ -7,19 +7,32 @@ Paper: "Non-local Neural Networks", Wang, Girshick, Gupta, He (arXiv 1711.07971)
     y_i  = sum_j a_ij g_j
     out  = x + BN(W_z y),   W_z: 1x1 Ci -> C without bias, BN gamma initialised to 0
 
-Defaults: reduction=2, use_scale=True, sub_sample=False, use_sdpa=False.
+Defaults: reduction=2, use_scale=True, sub_sample=False, use_sdpa=True.
 
 sub_sample applies a 2x2 max-pool with stride 2 to phi(x) and g(x) (the keys and
 values). The pool uses ceil_mode, so an odd last row or column forms its own
 window and sides of length 1 work: Nk = ceil(H/2) * ceil(W/2) keys.
 
-use_sdpa switches between two implementations of one function: an explicit
-N x Nk attention matrix, or torch.nn.functional.scaled_dot_product_attention
-(O(N) memory on kernels that support it). The scale is always passed to SDPA
-explicitly, so use_scale=False means scale 1.0 there as well.
+Two implementations of one function, chosen by use_sdpa:
+- True (default): torch.nn.functional.scaled_dot_product_attention on 4-D
+  (B, 1, N, Ci) queries and (B, 1, Nk, Ci) keys and values whose last dimension
+  is contiguous. That is what lets a fused kernel serve the call; a 3-D call, or a
+  transposed view, falls back to the math kernel, which builds the N x Nk matrix.
+  Kernels (torch 2.x): on CPU one flash-attention kernel serves every floating
+  dtype (float32, float64, bfloat16, float16) and any head size, forward and
+  backward, O(N) memory. On CUDA, flash serves fp16/bf16 up to head size 256
+  (its backward past 192 needs sm80/sm90), cuDNN bf16/fp16 up to 128, the
+  memory-efficient kernel also float32 (mind head sizes past 256: fall-back or
+  slow backward); otherwise the math kernel, O(N * Nk) memory. The head size
+  is Ci = C // reduction (256 for C = 512); sub_sample changes only the key
+  count Nk. The CUDA facts are PyTorch's, not measured here.
+- False: the explicit N x Nk attention matrix, the form `attention_maps` uses.
+The scale is always passed to SDPA explicitly, so use_scale=False means scale 1.0
+there as well; the explicit path multiplies the queries by it (an N x Ci product
+instead of an N x Nk one).
 
 MACs for one sample, N = H*W, Nk = N (or ceil(H/2)*ceil(W/2) with sub_sample):
-    3*N*C*Ci (theta, phi, g; the pool follows the convs) + 2*N*Nk*Ci (theta^T phi, a g)
+    3*N*C*Ci (theta, phi, g as one 1x1 conv; the pool follows it) + 2*N*Nk*Ci (theta^T phi, a g)
     + N*Ci*C (W_z)
 The max-pool, softmax and BN are lower order and not counted.
 
@@ -51,7 +64,7 @@ class NonLocal(nn.Module):
         reduction: int = 2,
         use_scale: bool = True,
         sub_sample: bool = False,
-        use_sdpa: bool = False,
+        use_sdpa: bool = True,
     ) -> None:
         super().__init__()
         if reduction < 1:
@@ -79,22 +92,31 @@ class NonLocal(nn.Module):
         return F.max_pool2d(t, kernel_size=2, stride=2, ceil_mode=True)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, Ci)
-        k = self._pool(self.phi(x)).flatten(2).transpose(1, 2)  # (B, Nk, Ci)
-        v = self._pool(self.g(x)).flatten(2).transpose(1, 2)  # (B, Nk, Ci)
-        return q, k, v
+        """q (B, 1, N, Ci), k and v (B, 1, Nk, Ci), position-major with unit stride on Ci."""
+        ci = self.inter_channels
+        # theta, phi and g read x once as one conv: one GEMM, one input gradient.
+        weight = torch.cat([self.theta.weight, self.phi.weight, self.g.weight])
+        bias = torch.cat([self.theta.bias, self.phi.bias, self.g.bias])
+        proj = F.conv2d(x, weight, bias)  # (B, 3Ci, H, W)
+        if not self.sub_sample:
+            return _positions_first(proj).split(ci, dim=-1)
+        k, v = _positions_first(self._pool(proj[:, ci:])).split(ci, dim=-1)
+        return _positions_first(proj[:, :ci]), k, v
 
     def _weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(q @ k.transpose(1, 2) * self.scale, dim=-1)  # (B, N, Nk)
+        # Scaling the queries costs N x Ci multiplies; scaling the product would cost
+        # N x Nk, and as many again in backward.
+        return torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)  # (B, 1, N, Nk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         q, k, v = self._qkv(x)
         if self.use_sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, N, Ci)
+            y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, 1, N, Ci)
         else:
-            y = self._weights(q, k) @ v  # (B, N, Ci)
-        y = y.transpose(1, 2).reshape(b, self.inter_channels, h, w)
+            y = self._weights(q, k) @ v  # (B, 1, N, Ci)
+        # A contiguous (B, Ci, H, W) input keeps the output conv on its fast path.
+        y = y.transpose(-2, -1).contiguous().view(b, self.inter_channels, h, w)
         return x + self.out_bn(self.out_conv(y))
 
     def macs(self, height: int, width: int) -> int:
@@ -115,9 +137,14 @@ class NonLocal(nn.Module):
         b, _, h, w = x.shape
         row, col = query if query is not None else (h // 2, w // 2)
         q, k, _ = self._qkv(x)
-        a = self._weights(q[:, row * w + col : row * w + col + 1], k)  # (B, 1, Nk)
+        a = self._weights(q[:, :, row * w + col : row * w + col + 1], k)  # (B, 1, 1, Nk)
         if not self.sub_sample:
             return {"attention": a.reshape(b, 1, h, w)}
         hk, wk = -(-h // 2), -(-w // 2)
         a = a.reshape(b, 1, hk, wk).repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
         return {"attention": a[:, :, :h, :w]}
+
+
+def _positions_first(t: torch.Tensor) -> torch.Tensor:
+    """(B, c, H, W) -> (B, 1, H*W, c), contiguous: the 4-D layout fused SDPA kernels take."""
+    return t.flatten(2).transpose(1, 2).contiguous().unsqueeze(1)

@@ -8,7 +8,8 @@ for the inference graph (eval mode, no gradient), for the whole batch given.
   term is folded into the accumulation and not counted separately.
 - scaled_dot_product_attention: its two matrix products (L*S*E + L*S*Ev per batch and
   head) under the op's own name, plus its softmax (3 per score) and the scaling of
-  the scores (1 per score) under "softmax" and "mul": the same as the explicit form.
+  the queries (1 per query element, L*E) under "softmax" and "mul": the same as the
+  explicit form, which scales the queries before their product with the keys.
 - softmax / log_softmax: 3 per element (exp, accumulate into the sum, divide); the
   max subtracted for numerical range is an implementation detail and not counted.
 - Elementwise arithmetic, activations, comparisons and selections (add, mul, div,
@@ -211,7 +212,7 @@ def _sdpa(inputs: list[Any], outputs: list[Any]) -> Counter:
         {
             "scaled_dot_product_attention": scores * q[-1] + scores * v[-1],
             "softmax": SOFTMAX_COST * scores,
-            "mul": scores,
+            "mul": batch * length * q[-1],
         }
     )
 

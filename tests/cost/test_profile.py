@@ -50,11 +50,13 @@ def test_memory_figures_are_positive_and_grow(name) -> None:
     assert module.training and all(p.grad is None for p in module.parameters())
 
 
-def test_nonlocal_inference_memory_holds_the_attention_matrix() -> None:
+def test_nonlocal_inference_memory_sees_the_attention_matrix() -> None:
     x = torch.randn(1, 32, 24, 24)
     n = 24 * 24
-    figure = inference_memory(modules.build("nonlocal", 32), x)
-    assert figure.bytes >= n * n * 4  # the (N, N) float32 attention exists at some point
+    explicit = inference_memory(modules.build("nonlocal", 32, use_sdpa=False), x)
+    assert explicit.bytes >= n * n * 4  # the (N, N) float32 attention exists at some point
+    fused = inference_memory(modules.build("nonlocal", 32), x)  # SDPA, the default
+    assert fused.bytes < n * n * 4
 
 
 def test_time_callable_reports_median_and_spread() -> None:

@@ -7,8 +7,10 @@ import math
 
 import pytest
 import torch
+from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from attnbench.cost.memory import cpu_peak_bytes
 from modules.non_local import NonLocal
 
 D = torch.float64
@@ -135,10 +137,76 @@ def test_attention_maps(sub_sample: bool) -> None:
 
 @pytest.mark.parametrize("sub_sample", [False, True])
 def test_macs_match_flop_counter(sub_sample: bool) -> None:
-    m = NonLocal(16, reduction=4, sub_sample=sub_sample).eval()
+    # torch's counter does not see SDPA's CPU kernel: count the explicit form of the block.
+    m = NonLocal(16, reduction=4, sub_sample=sub_sample, use_sdpa=False).eval()
     x = torch.randn(1, 16, 7, 5)
     with FlopCounterMode(display=False) as counter:
         m(x)
     assert counter.get_total_flops() == 2 * m.macs(7, 5)
     nk = math.ceil(7 / 2) * math.ceil(5 / 2) if sub_sample else 35
     assert m.macs(7, 5) == 3 * 35 * 16 * 4 + 2 * 35 * nk * 4 + 35 * 4 * 16
+
+
+def test_sdpa_is_the_default() -> None:
+    assert NonLocal(8).use_sdpa
+
+
+@pytest.mark.parametrize("sub_sample", [False, True])
+def test_sdpa_equals_explicit_under_bf16_autocast(sub_sample: bool) -> None:
+    torch.manual_seed(4)
+    # Eval mode: training BN divides by the batch spread of W_z y, which can be small
+    # enough to magnify bf16 rounding without bound.
+    m = _randomised(32, sub_sample=sub_sample).float()
+    x = torch.randn(2, 32, 12, 11)
+    outs = {}
+    for use_sdpa in (False, True):
+        m.use_sdpa = use_sdpa
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[use_sdpa] = m(x).float()
+    # bf16 keeps 8 bits of mantissa: both paths round the same products differently.
+    torch.testing.assert_close(outs[True], outs[False], rtol=0.01, atol=0.02)
+
+
+def _saved_sizes(m: NonLocal, x: torch.Tensor) -> list[int]:
+    sizes: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x).sum().backward()
+    return sizes
+
+
+@pytest.mark.parametrize("sub_sample", [False, True])
+def test_sdpa_saves_no_n_by_n_matrix(sub_sample: bool) -> None:
+    """Pinned to CPU on purpose: there the fused kernel takes every float dtype."""
+    m = NonLocal(16, sub_sample=sub_sample).train()
+    x = torch.randn(2, 16, 24, 20, requires_grad=True)
+    n, nk = 24 * 20, 12 * 10 if sub_sample else 24 * 20
+    m.use_sdpa = False  # the control: the explicit path saves the (B, 1, N, Nk) weights
+    assert max(_saved_sizes(m, x)) >= 2 * n * nk
+    m.use_sdpa = True
+    assert max(_saved_sizes(m, x)) < n * nk
+    with profile() as prof:
+        m(x).sum().backward()
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::_scaled_dot_product_attention_math" not in ops, ops
+
+
+def test_sdpa_peak_memory_is_a_fraction_of_explicit() -> None:
+    """Forward + backward at N = 4096 (one 4096 x 4096 float32 matrix is 64 MiB), CPU."""
+    torch.manual_seed(5)
+    m = NonLocal(32).train()
+    x = torch.randn(1, 32, 64, 64, requires_grad=True)
+
+    def step() -> None:
+        m(x).sum().backward()
+
+    peaks = {}
+    for use_sdpa in (False, True):
+        m.use_sdpa = use_sdpa
+        peaks[use_sdpa] = cpu_peak_bytes(step)
+    assert peaks[False] > 2 * 4096 * 4096 * 4  # the explicit path holds N x N matrices
+    assert peaks[True] <= 0.1 * peaks[False], peaks
