@@ -23,11 +23,14 @@ Multiply-accumulates for one sample, N = H * W, C' = C // reduction, R = recurre
 
 (1x1 convolutions for q, k, v, then the row/column energies and the
 weighted sums; biases, softmax and the residual add are not counted.)
+q, k and v come from one 1x1 conv with the three weights stacked: the same
+function and MACs, but x is read once and its gradient comes from one product.
 
 Deviations from the official code (github.com/speedinghzl/CCNet):
-- Pure PyTorch (einsum over rows and columns), no custom CUDA kernel; the
-  diagonal of the column energies is masked with -inf exactly as in the
-  official pure-PyTorch branch, so the centre appears once in the softmax.
+- Pure PyTorch (batched matrix products over rows and columns), no custom
+  CUDA kernel; the diagonal of the column energies is masked with -inf
+  exactly as in the official pure-PyTorch branch, so the centre appears once
+  in the softmax.
 - The official RCCAModule wraps the attention in a 3x3 conv + BN before
   (C -> C/4) and after, and a bottleneck conv over concat[input, output].
   Here those convolutions belong to the shared segmentation head, so this
@@ -37,6 +40,7 @@ Deviations from the official code (github.com/speedinghzl/CCNet):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["CrissCrossAttention"]
@@ -65,31 +69,39 @@ class CrissCrossAttention(nn.Module):
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
-    def _weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k (B, C', H, W) and v (B, C, H, W) from one 1x1 conv that reads x once."""
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        inner = self.query.out_channels
+        return F.conv2d(x, weight, bias).split([inner, inner, self.channels], dim=1)
+
+    def _weights(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention of every position over its column and its row.
 
         Returns (column weights (B, H, W, H), row weights (B, H, W, W)); for
         query (h, w) the column part indexes the key row g, the row part the
         key column v. The two parts of one query sum to 1 together.
         """
-        height = x.shape[2]
-        q = self.query(x)  # (B, C', H, W)
-        k = self.key(x)  # (B, C', H, W)
+        height = q.shape[2]
         energy_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # (B, H, W, H)
         energy_row = torch.einsum("bchw,bchv->bhwv", q, k)  # (B, H, W, W)
         # The centre already sits in its row; masking it in the column keeps it counted once.
         # The row always keeps the centre, so a 1-long column (H == 1) cannot give NaN.
-        diagonal = torch.eye(height, dtype=torch.bool, device=x.device).view(height, 1, height)
+        diagonal = torch.eye(height, dtype=torch.bool, device=q.device).view(height, 1, height)
         energy_col = energy_col.masked_fill(diagonal, float("-inf"))
         weights = torch.softmax(torch.cat([energy_col, energy_row], dim=-1), dim=-1)
         return weights[..., :height], weights[..., height:]
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
-        att_col, att_row = self._weights(x)  # (B, H, W, H), (B, H, W, W)
-        v = self.value(x)  # (B, C, H, W)
-        context = torch.einsum("bhwg,bcgw->bchw", att_col, v)  # (B, C, H, W)
-        context = context + torch.einsum("bhwv,bchv->bchw", att_row, v)
-        return self.gamma * context + x
+        q, k, v = self._project(x)
+        att_col, att_row = self._weights(q, k)  # (B, H, W, H), (B, H, W, W)
+        # Batched products over rows (b, h) and columns (b, w); summing the two permuted
+        # results writes the context straight into x's (B, C, H, W) layout.
+        row = v.permute(0, 2, 1, 3) @ att_row.transpose(-2, -1)  # (B, H, C, W)
+        col = v.permute(0, 3, 1, 2) @ att_col.permute(0, 2, 3, 1)  # (B, W, C, H)
+        context = row.permute(0, 2, 1, 3) + col.permute(0, 2, 3, 1)  # (B, C, H, W)
+        return torch.addcmul(x, self.gamma, context)  # x + gamma * context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):
@@ -108,7 +120,8 @@ class CrissCrossAttention(nn.Module):
         """{"criss_cross": (B, 1, H, W)}: the query's weights in the first pass, 0 off its cross."""
         batch, _, height, width = x.shape
         row, col = query if query is not None else (height // 2, width // 2)
-        att_col, att_row = self._weights(x)  # (B, H, W, H), (B, H, W, W)
+        q, k, _ = self._project(x)
+        att_col, att_row = self._weights(q, k)  # (B, H, W, H), (B, H, W, W)
         out = x.new_zeros(batch, 1, height, width)
         out[:, 0, :, col] = att_col[:, row, col, :]
         # The centre's weight comes from the row part only (its column entry is 0).

@@ -27,7 +27,9 @@ Multiply-accumulates for one sample, C' = C // reduction:
          + 2 * N * C^2               CAM energies and weighted sum
          + 2 * 9 * N * C^2           the two 3x3 branch convolutions
 
-(biases, BN, ReLU, softmax and residual adds are not counted.)
+(biases, BN, ReLU, softmax and residual adds are not counted.) q, k and v come
+from one 1x1 conv with the three weights stacked: the same function and MACs,
+but x is read once and its gradient comes from one product.
 
 Deviations from the official code (github.com/junfu1115/DANet):
 - The official head first reduces the backbone feature with two separate
@@ -44,6 +46,7 @@ Deviations from the official code (github.com/junfu1115/DANet):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DualAttention"]
@@ -80,16 +83,24 @@ class DualAttention(nn.Module):
         self.position_conv = _conv_bn_relu(channels)
         self.channel_conv = _conv_bn_relu(channels)
 
-    def _position_weights(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.query(x).flatten(2)  # (B, C', N)
-        k = self.key(x).flatten(2)  # (B, C', N)
-        return torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)  # (B, N, N), rows = queries
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k (B, C', N) and v (B, C, N) from one 1x1 conv that reads x once."""
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        inner = self.query.out_channels
+        return F.conv2d(x, weight, bias).flatten(2).split([inner, inner, self.channels], dim=1)
+
+    @staticmethod
+    def _position_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N, N), rows = queries
 
     def _position(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attention = self._position_weights(x)  # (B, N, N)
-        v = self.value(x).flatten(2)  # (B, C, N)
-        context = torch.bmm(v, attention.transpose(1, 2)).view_as(x)  # (B, C, H, W)
-        return self.gamma_position * context + x, attention
+        q, k, v = self._project(x)
+        attention = self._position_weights(q, k)  # (B, N, N)
+        # (A V^T)^T, not V A^T: the latter hands softmax's backward a transposed N x N
+        # gradient, which it copies before use.
+        context = (attention @ v.transpose(1, 2)).transpose(1, 2).reshape(x.shape)
+        return torch.addcmul(x, self.gamma_position, context), attention  # x + gamma * context
 
     def _channel(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # X X^T sums over all N positions: in float16 it overflows (65504) on ordinary
@@ -121,6 +132,7 @@ class DualAttention(nn.Module):
         batch, _, height, width = x.shape
         row, col = query if query is not None else (height // 2, width // 2)
         # Both maps come before the branch convolutions, so BN statistics are never touched.
-        position = self._position_weights(x)[:, row * width + col]  # (B, N)
+        q, k, _ = self._project(x)
+        position = self._position_weights(q, k)[:, row * width + col]  # (B, N)
         _, channel = self._channel(x)
         return {"position": position.view(batch, 1, height, width), "channel": channel}

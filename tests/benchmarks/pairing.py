@@ -1,0 +1,123 @@
+"""Paired, alternating timing of a module against its peer formulation (peers.py).
+
+One training step is: gradients reset, forward in train mode, backward of a fixed
+random output gradient (a real network hands back a dense gradient; `.mean()` would
+hand back an expanded one and take other kernel paths). Ours and the peer run on
+the same module instance (same weights, float32, CPU unless CUDA is asked for), one
+after the other, the order swapped on every pair so that neither side always runs
+second on warm caches. A pair's ratio is ours / peer; its spread over pairs is what
+a shared, loaded machine does to the figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+import modules
+from peers import PEERS
+
+SHAPE = (2, 256, 48, 48)  # the issue's setting: (B, C, H, W)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Seconds per step of ours and of the peer, pair by pair (wall and process CPU)."""
+
+    ours_wall: list[float]
+    peer_wall: list[float]
+    ours_cpu: list[float]
+    peer_cpu: list[float]
+
+    def ratios(self, clock: str = "wall") -> list[float]:
+        ours, peer = (self.ours_wall, self.peer_wall) if clock == "wall" else (
+            self.ours_cpu, self.peer_cpu)  # fmt: skip
+        return [a / b for a, b in zip(ours, peer, strict=True)]
+
+    def summary(self, clock: str = "wall") -> tuple[float, float, float]:
+        """(median, min, max) of ours / peer over the pairs."""
+        r = self.ratios(clock)
+        return statistics.median(r), min(r), max(r)
+
+
+@dataclass
+class Setup:
+    """A module, its input and output gradient, and one training step of each side."""
+
+    name: str
+    module: torch.nn.Module
+    x: torch.Tensor
+    grad: torch.Tensor
+
+    def _step(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.module.zero_grad(set_to_none=True)
+        self.x.grad = None
+        forward(self.x).backward(self.grad)
+
+    def ours(self) -> None:
+        self._step(self.module)
+
+    def peer(self) -> None:
+        self._step(lambda t: PEERS[self.name](self.module, t))
+
+
+def build(name: str, shape: tuple[int, ...] = SHAPE, device: str = "cpu") -> Setup:
+    """Module `name` with seed-0 weights and its non-trivial gates opened."""
+    torch.manual_seed(0)
+    module = modules.build(name, shape[1]).to(device).train()
+    _open_gates(module)
+    x = torch.randn(*shape, device=device, requires_grad=True)
+    grad = torch.randn(*shape, device=device)
+    return Setup(name, module, x, grad)
+
+
+def _open_gates(module: torch.nn.Module) -> None:
+    """Zero-initialised gates would make both sides' outputs trivially equal."""
+    with torch.no_grad():
+        for key, param in module.named_parameters():
+            if key.startswith("gamma") or key.endswith("bn.weight") or key == "out_conv.weight":
+                param.normal_(0.5, 0.1)
+
+
+def max_difference(setup: Setup) -> float:
+    """Largest |ours - peer| of the outputs, in eval mode (BN running statistics)."""
+    module = setup.module
+    was_training = module.training
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    module.eval()
+    with torch.no_grad():
+        diff = (module(setup.x) - PEERS[setup.name](module, setup.x)).abs().max().item()
+    module.load_state_dict(state)
+    module.train(was_training)
+    return diff
+
+
+def _timed(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, float]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_pairs(setup: Setup, pairs: int, warmup: int = 2) -> Pairs:
+    """`pairs` alternating (ours, peer) steps after `warmup` of each."""
+    cuda = setup.x.device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(setup.x.device)) if cuda else (lambda: None)
+    for _ in range(warmup):
+        setup.ours()
+        setup.peer()
+    sides = (setup.ours, setup.peer)
+    out = Pairs([], [], [], [])
+    for i in range(pairs):
+        times: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            times[side] = _timed(sides[side], sync)
+        out.ours_wall.append(times[0][0])
+        out.peer_wall.append(times[1][0])
+        out.ours_cpu.append(times[0][1])
+        out.peer_cpu.append(times[1][1])
+    return out
