@@ -34,6 +34,7 @@ at initialisation.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 GATHER_MODES = ("softmax", "responsibility")
@@ -68,14 +69,16 @@ class DoubleAttention(nn.Module):
         nn.init.zeros_(self.out_conv.bias)
 
     def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a = self.phi(x).flatten(2)  # (B, c_m, N)
-        b = self.theta(x).flatten(2)  # (B, c_n, N)
+        # phi, theta and rho as one conv: x is read once, its gradient is one product.
+        weight = torch.cat([self.phi.weight, self.theta.weight, self.rho.weight])
+        bias = torch.cat([self.phi.bias, self.theta.bias, self.rho.bias])
+        a, b, v = F.conv2d(x, weight, bias).flatten(2).split([self.c_m, self.c_n, self.c_n], 1)
         if self.gather == "softmax":
             g_map = torch.softmax(b, dim=2)  # (B, c_n, N), sums to 1 over positions
         else:
             r = torch.softmax(b, dim=1)  # (B, c_n, N), sums to 1 over descriptors
             g_map = r / (self.EPS + r.sum(dim=2, keepdim=True))
-        d_map = torch.softmax(self.rho(x).flatten(2), dim=1)  # (B, c_n, N)
+        d_map = torch.softmax(v, dim=1)  # (B, c_n, N)
         return a, g_map, d_map
 
     def context(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,6 @@ import math
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -149,8 +148,11 @@ class EMAUnit(nn.Module):
             x = feat.flatten(2).to(dtype)  # (B, C, N)
             mu = self.mu.to(dtype).expand(x.shape[0], -1, -1)  # (B, C, K)
             for _ in range(self.active_stages()):
-                z = torch.softmax(self.temperature * (x.transpose(1, 2) @ mu), dim=2)  # (B, N, K)
-                mu = x @ (z / (self.EPS + z.sum(dim=1, keepdim=True)))  # (B, C, K)
+                # lambda and the 1 / sum_N z normalisation act per basis: applying them to
+                # the (C, K) bases rather than the (N, K) maps is the same arithmetic, N/C
+                # times cheaper.
+                z = torch.softmax(x.transpose(1, 2) @ (self.temperature * mu), dim=2)  # (B, N, K)
+                mu = (x @ z) / (self.EPS + z.sum(dim=1, keepdim=True))  # (B, C, K)
                 if self.l2_norm:
                     mu = _l2norm(mu, 1, self.EPS)
             x_rec = mu @ z.transpose(1, 2)  # (B, C, N)
@@ -177,8 +179,8 @@ class EMAUnit(nn.Module):
         x_rec, mu, _ = self._em(x)
         if self.training:
             self._update_bases(mu)
-        x_rec = x_rec.reshape(x.shape).to(x.dtype)
-        return F.relu(x + self.bn(self.conv2(F.relu(x_rec))))
+        x_rec = x_rec.reshape(x.shape).to(x.dtype).relu_()  # no gradient: in place is safe
+        return (x + self.bn(self.conv2(x_rec))).relu_()
 
     def macs(self, height: int, width: int) -> int:
         n, c, k = height * width, self.channels, self.bases

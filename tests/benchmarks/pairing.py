@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from peers import PEERS
 
 import modules
-from peers import PEERS
 
 SHAPE = (2, 256, 48, 48)  # the setting: (B, C, H, W)
 

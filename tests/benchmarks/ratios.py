@@ -16,10 +16,10 @@ import argparse
 import statistics
 
 import torch
-
-import modules
 from pairing import SHAPE, build, max_difference, run_pairs
 from peers import PEERS
+
+import modules
 
 
 def _cell(summary: tuple[float, float, float]) -> str:
