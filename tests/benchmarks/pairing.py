@@ -103,21 +103,25 @@ def _timed(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, flo
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_pairs(setup: Setup, pairs: int, warmup: int = 2) -> Pairs:
-    """`pairs` alternating (ours, peer) steps after `warmup` of each."""
+def time_pair(setup: Setup, index: int, into: Pairs) -> None:
+    """One training step of each side, ours first on even `index`; append to `into`."""
     cuda = setup.x.device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(setup.x.device)) if cuda else (lambda: None)
-    for _ in range(warmup):
-        setup.ours()
-        setup.peer()
     sides = (setup.ours, setup.peer)
+    times: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
+    for side in (0, 1) if index % 2 == 0 else (1, 0):
+        times[side] = _timed(sides[side], sync)
+    into.ours_wall.append(times[0][0])
+    into.peer_wall.append(times[1][0])
+    into.ours_cpu.append(times[0][1])
+    into.peer_cpu.append(times[1][1])
+
+
+def run_pairs(setup: Setup, pairs: int, warmup: int = 2) -> Pairs:
+    """`pairs` alternating (ours, peer) steps after `warmup` of each."""
+    for i in range(warmup):
+        time_pair(setup, i, Pairs([], [], [], []))
     out = Pairs([], [], [], [])
     for i in range(pairs):
-        times: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
-        for side in (0, 1) if i % 2 == 0 else (1, 0):
-            times[side] = _timed(sides[side], sync)
-        out.ours_wall.append(times[0][0])
-        out.peer_wall.append(times[1][0])
-        out.ours_cpu.append(times[0][1])
-        out.peer_cpu.append(times[1][1])
+        time_pair(setup, i, out)
     return out
