@@ -26,7 +26,8 @@ SHAPE = (2, 256, 48, 48)  # the issue's setting: (B, C, H, W)
 
 @dataclass(frozen=True)
 class Pairs:
-    """Seconds per step of ours and of the peer, pair by pair (wall and process CPU)."""
+    """Seconds per call of ours (the first side) and of the peer (the second), pair by
+    pair, by wall clock and by process CPU time."""
 
     ours_wall: list[float]
     peer_wall: list[float]
@@ -103,11 +104,13 @@ def _timed(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, flo
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_pair(setup: Setup, index: int, into: Pairs) -> None:
-    """One training step of each side, ours first on even `index`; append to `into`."""
-    cuda = setup.x.device.type == "cuda"
-    sync = (lambda: torch.cuda.synchronize(setup.x.device)) if cuda else (lambda: None)
-    sides = (setup.ours, setup.peer)
+Sides = tuple[Callable[[], None], Callable[[], None]]
+
+
+def time_pair(sides: Sides, index: int, into: Pairs, device: str = "cpu") -> None:
+    """One call of each side, the first side first on even `index`; append to `into`."""
+    cuda = torch.device(device).type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     times: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
     for side in (0, 1) if index % 2 == 0 else (1, 0):
         times[side] = _timed(sides[side], sync)
@@ -117,11 +120,11 @@ def time_pair(setup: Setup, index: int, into: Pairs) -> None:
     into.peer_cpu.append(times[1][1])
 
 
-def run_pairs(setup: Setup, pairs: int, warmup: int = 2) -> Pairs:
-    """`pairs` alternating (ours, peer) steps after `warmup` of each."""
+def run_pairs(sides: Sides, pairs: int, warmup: int = 2, device: str = "cpu") -> Pairs:
+    """`pairs` alternating calls of the two sides after `warmup` of each."""
     for i in range(warmup):
-        time_pair(setup, i, Pairs([], [], [], []))
+        time_pair(sides, i, Pairs([], [], [], []), device)
     out = Pairs([], [], [], [])
     for i in range(pairs):
-        time_pair(setup, i, out)
+        time_pair(sides, i, out, device)
     return out

@@ -48,7 +48,7 @@ def main() -> None:
             torch.set_num_threads(threads)
             setup = build(name, shape)
             diff = max_difference(setup)
-            pairs = run_pairs(setup, args.pairs)
+            pairs = run_pairs((setup.ours, setup.peer), args.pairs)
             print(
                 f"| {name} | {threads} | {_cell(pairs.summary('wall'))} "
                 f"| {_cell(pairs.summary('cpu'))} "

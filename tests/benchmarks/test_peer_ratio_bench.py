@@ -50,7 +50,7 @@ def test_ours_over_peer(benchmark, name: str, threads: int) -> None:
     rounds = iter(range(10**9))
 
     def one_pair() -> None:
-        time_pair(setup, next(rounds), pairs)
+        time_pair((setup.ours, setup.peer), next(rounds), pairs)
 
     benchmark.group = f"ours+peer pair {tuple(SHAPE)} {threads} thread(s)"
     benchmark.pedantic(one_pair, rounds=PAIRS, iterations=1, warmup_rounds=2)
