@@ -174,6 +174,8 @@ def describe(
         if slide is None
         else "sliding window {}x{}, stride {}x{}".format(*slide[0], *slide[1])
     )
+    if d.dataset != "synthetic" and d.base_size:
+        how += ", images resized to fit {}x{} (scored at full size)".format(*d.base_size)
     sweep = f"; sweep {e.sweep_param} over {', '.join(map(str, e.sweep_values))}"
     lines = [
         f"experiment {cfg.name}: {len(planned)} run(s), {todo} to train -> {exp_dir}",
