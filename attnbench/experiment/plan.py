@@ -1,12 +1,9 @@
 """Which runs an experiment consists of, their state on disk, and the printed plan.
 
-A run is one (head, seed). Its folder is results/<exp>/runs/<head>/seed<k>; it is
-"done" when its metrics.json says diverged, or says finished and the final
-checkpoint is there; "resume" when it has a checkpoint, "new" otherwise. A
-finished run without its (git-ignored) checkpoint is the committed record of a
-fresh clone: it is trained again, which on CPU reproduces the same figures. A
-folder whose config.yaml differs from the current config (other than in
-EXECUTION_KEYS) is refused rather than mixed with new results.
+A run is one (head, seed), with its folder and its state as experiment/layout.py
+reads them ("new", "resume" or "done"). A folder whose config.yaml differs from the
+current config (other than in EXECUTION_KEYS) is refused rather than mixed with new
+results.
 """
 
 from __future__ import annotations
@@ -16,13 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 import modules
 
-from ..files import read_json
+from ..distributed import DistInfo
 from .config import ConfigError, ExperimentConfig, HeadSpec, dump_config
-from .layout import run_dir
+from .layout import DONE, NEW, RunFolder, experiment_dir, run_folder
 
 # Keys that change how a run executes, not what it computes: a finished run stays
 # valid when they change, and an unfinished one may resume under new values.
@@ -40,11 +38,36 @@ EXECUTION_KEYS = frozenset(
 
 
 @dataclasses.dataclass(frozen=True)
-class PlannedRun:
+class Run:
+    """One (head, seed) of an experiment: its config, its folder and state, where it runs."""
+
+    cfg: ExperimentConfig
     head: HeadSpec
     seed: int
-    run_dir: Path
-    status: str  # "new", "resume" or "done"
+    folder: RunFolder
+    status: str = NEW  # NEW, RESUME or DONE (see layout.RunFolder.status)
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    dist: DistInfo = dataclasses.field(default_factory=DistInfo)
+
+    @property
+    def label(self) -> str:
+        return f"{self.head.name} seed{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder.checkpoint
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder.log
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda"
 
 
 def run_config(cfg: ExperimentConfig, spec: HeadSpec, seed: int) -> ExperimentConfig:
@@ -54,7 +77,7 @@ def run_config(cfg: ExperimentConfig, spec: HeadSpec, seed: int) -> ExperimentCo
 
 def plan_runs(
     cfg: ExperimentConfig, heads: Sequence[str] | None, where: str = "config"
-) -> list[PlannedRun]:
+) -> list[Run]:
     """Every (head, seed) to run with its state; ConfigError for an unknown head or a clash."""
     names = [spec.name for spec in cfg.heads]
     for name in heads or ():
@@ -68,18 +91,9 @@ def plan_runs(
         if heads is not None and spec.name not in heads:
             continue
         for seed in cfg.seeds_of(spec):
-            directory = run_dir(cfg, spec.name, seed)
-            _check_same_config(directory, run_config(cfg, spec, seed))
-            metrics = read_json(directory / "metrics.json")
-            status_there = metrics.get("status") if isinstance(metrics, dict) else None
-            has_checkpoint = (directory / "checkpoints" / "last.pt").is_file()
-            if status_there == "diverged" or (status_there == "finished" and has_checkpoint):
-                status = "done"
-            elif has_checkpoint and status_there is None:
-                status = "resume"
-            else:
-                status = "new"
-            planned.append(PlannedRun(spec, seed, directory, status))
+            folder = run_folder(cfg, spec.name, seed)
+            _check_same_config(folder, run_config(cfg, spec, seed))
+            planned.append(Run(cfg, spec, seed, folder, folder.status()))
     return planned
 
 
@@ -108,9 +122,9 @@ def _check_sweep(cfg: ExperimentConfig, where: str) -> None:
                 raise ConfigError(f"{where}: eval.sweep_values: {value!r}: {err}") from None
 
 
-def _check_same_config(directory: Path, wanted: ExperimentConfig) -> None:
+def _check_same_config(folder: RunFolder, wanted: ExperimentConfig) -> None:
     try:
-        saved = yaml.safe_load((directory / "config.yaml").read_text())
+        saved = yaml.safe_load(folder.config.read_text())
     except (OSError, yaml.YAMLError):
         return  # no run there yet (or a config.yaml cut short: it is rewritten)
     if not isinstance(saved, dict):
@@ -120,7 +134,7 @@ def _check_same_config(directory: Path, wanted: ExperimentConfig) -> None:
     if difference is not None:
         key, old, new = difference
         raise ConfigError(
-            f"{directory}: holds a run of another config ({key}: {old!r} there, {new!r} now); "
+            f"{folder.path}: holds a run of another config ({key}: {old!r} there, {new!r} now); "
             "choose another name or output_dir, or delete that folder"
         )
 
@@ -151,7 +165,7 @@ def _first_difference(old: Any, new: Any, key: str = "") -> tuple[str, Any, Any]
 
 def describe(
     cfg: ExperimentConfig,
-    planned: list[PlannedRun],
+    planned: list[Run],
     *,
     device: str,
     world_size: int,
@@ -161,8 +175,8 @@ def describe(
 ) -> str:
     """The plan as the --dry-run prints it."""
     t, e, d = cfg.train, cfg.eval, cfg.data
-    exp_dir = Path(cfg.output_dir) / cfg.name
-    todo = sum(p.status != "done" for p in planned)
+    exp_dir = experiment_dir(cfg)
+    todo = sum(p.status != DONE for p in planned)
     crop = f"{d.crop_size[0]}x{d.crop_size[-1]}"
     size = f"{d.image_size}x{d.image_size}" if d.dataset == "synthetic" else f"crops {crop}"
     scale_of = f"{d.base_size[0]}x{d.base_size[1]}" if d.base_size else "the image"

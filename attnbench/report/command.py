@@ -19,6 +19,7 @@ import yaml
 
 from ..cost.memory import DESCRIPTIONS
 from ..errors import UserError
+from ..experiment.layout import run_folders
 from ..files import atomic_write_text, read_json
 from ..markdown import md_table
 from . import plots
@@ -32,13 +33,9 @@ LEVEL = 0.95
 # --- Reading ------------------------------------------------------------------------------
 
 
-def _run_files(exp_dir: Path, name: str) -> list[tuple[str, Path]]:
-    return [(p.parent.parent.name, p) for p in sorted(exp_dir.glob(f"runs/*/seed*/{name}"))]
-
-
 def read_environment(exp_dir: Path) -> dict[str, str]:
     """device, torch, threads, git_commit: the distinct values in runs/*/seed*/env.json."""
-    envs = [e for _, p in _run_files(exp_dir, "env.json") if isinstance(e := read_json(p), dict)]
+    envs = [e for run in run_folders(exp_dir) if isinstance(e := read_json(run.env), dict)]
     found = {"env_files": str(len(envs))}
     for key in ("device", "torch", "threads", "git_commit"):
         values = []
@@ -66,20 +63,12 @@ MEMORY_KINDS = {
 }
 
 
-def read_run_metrics(exp_dir: Path, kinds: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """({head: memory_kind}, distinct MAC-count image sizes) from runs/*/seed*/metrics.json;
-    kinds already known from runs.csv win."""
-    found, sizes = dict(kinds), []
-    for head, path in _run_files(exp_dir, "metrics.json"):
-        metrics = read_json(path)
-        metrics = metrics if isinstance(metrics, dict) else {}
-        kind = metrics.get("memory_kind")
-        if kind is not None and head not in found:
-            found[head] = str(kind)
-        size = metrics.get("cost_image_size")
-        if isinstance(size, list) and len(size) == 2:
-            sizes.append(f"{size[0]}×{size[1]}")
-    return found, list(dict.fromkeys(sizes))
+def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """({head: memory_kind}, distinct MAC-count image sizes) from runs.csv's text rows."""
+    kinds = text[text["metric"] == "memory_kind"]
+    sizes = text.loc[text["metric"] == "cost_image_size", "value"]
+    found = dict(zip(kinds["head"], kinds["value"], strict=True))
+    return found, list(dict.fromkeys(v.replace("x", "×") for v in sizes))
 
 
 def describe_memory_kind(kind: str) -> str:
@@ -273,11 +262,11 @@ def _render_maps(exp_dir: Path, num_images: int, heads: list[str]) -> str:
 def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Path:
     """Write summary.md, report.md and the PNG figures into `exp_dir`; return report.md."""
     exp_dir = Path(exp_dir)
-    runs, csv_kinds = load_runs(exp_dir / "runs.csv")
+    runs, text = load_runs(exp_dir / "runs.csv")
     curves = load_curves(exp_dir / "curves.csv")
     env = read_environment(exp_dir)
     config = read_experiment_config(exp_dir)
-    kinds, sizes = read_run_metrics(exp_dir, csv_kinds)
+    kinds, sizes = cost_context(text)
     summary = summarise(runs, LEVEL)
     baseline = next((r.head for r in summary.itertuples() if r.baseline), None)
     context = context_lines(runs, env, config, sizes)
@@ -296,7 +285,7 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
     memory_text = (
         "; ".join(describe_memory_kind(k) for k in kind_set)
         if kind_set
-        else "its kind is not recorded (no memory_kind in metrics.json)"
+        else "its kind is not recorded (no memory_kind in runs.csv)"
     )
     out += [
         f"- mIoU in %: mean over seeds ± half-width of the {LEVEL:.0%} Student-t interval; "

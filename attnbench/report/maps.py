@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import IGNORE_INDEX
 from ..experiment.config import ExperimentConfig, load_config
-from ..files import read_json
+from ..experiment.layout import RunFolder, run_folders
 from .map_figures import draw_all, image_figures
 
 # The map shown per head: the first of these keys that the module returns.
@@ -27,19 +27,11 @@ MAIN_MAPS = ("responsibilities", "attention", "position", "criss_cross", "long_r
 EMA_BASES_SHOWN = 8
 
 
-@dataclass(frozen=True)
-class HeadRun:
-    head: str
-    seed: int
-    run_dir: Path
-    checkpoint: Path
-
-
 @dataclass
 class HeadMaps:
     """One head's outputs per image: prediction (H, W) and main map (H, W) at image size."""
 
-    run: HeadRun
+    run: RunFolder
     predictions: list[np.ndarray]
     maps: list[np.ndarray | None]
     map_title: str
@@ -47,31 +39,21 @@ class HeadMaps:
     bases: list[np.ndarray] | None  # EMA: (K', H, W) first responsibilities per image
 
 
-def _seed_of(path: Path) -> int:
-    text = path.name.removeprefix("seed")
-    return int(text) if text.isdigit() else 10**9
-
-
-def find_checkpoints(exp_dir: Path, head_order: list[str] | None = None) -> list[HeadRun]:
+def find_checkpoints(exp_dir: Path, head_order: list[str] | None = None) -> list[RunFolder]:
     """Per head, the lowest finished seed with a checkpoint; in `head_order`, then by name."""
-    found: dict[str, HeadRun] = {}
-    for head_dir in sorted((exp_dir / "runs").glob("*")):
-        for seed_dir in sorted(head_dir.glob("seed*"), key=_seed_of):
-            ckpt = seed_dir / "checkpoints" / "last.pt"
-            metrics = read_json(seed_dir / "metrics.json")
-            finished = isinstance(metrics, dict) and metrics.get("status") == "finished"
-            if finished and ckpt.is_file():
-                found[head_dir.name] = HeadRun(head_dir.name, _seed_of(seed_dir), seed_dir, ckpt)
-                break
+    found: dict[str, RunFolder] = {}
+    for folder in run_folders(exp_dir):
+        if folder.head not in found and folder.has_weights():
+            found[folder.head] = folder
     order = [h for h in head_order or [] if h in found]
     order += sorted(h for h in found if h not in order)
     return [found[h] for h in order]
 
 
-def load_run_config(exp_dir: Path, run_dir: Path) -> ExperimentConfig:
+def load_run_config(exp_dir: Path, run: RunFolder) -> ExperimentConfig:
     """The run's resolved config (else the experiment's), without the pretrained backbone:
     the checkpoint holds every weight, and the ImageNet file may not be on this machine."""
-    path = run_dir / "config.yaml"
+    path = run.config
     if not path.is_file():
         path = exp_dir / "config.yaml"
     return load_config(path, ["model.backbone.pretrained=null"])
@@ -131,7 +113,7 @@ def _feature_query(query: tuple[int, int], image: tuple[int, int], feature: tupl
 
 
 @torch.inference_mode()
-def head_maps(model: torch.nn.Module, run: HeadRun, samples: list, queries: list) -> HeadMaps:
+def head_maps(model: torch.nn.Module, run: RunFolder, samples: list, queries: list) -> HeadMaps:
     """Run one trained model on the samples and collect its prediction and maps."""
     context = model.head.context
     device = next(model.parameters()).device
@@ -156,8 +138,8 @@ def head_maps(model: torch.nn.Module, run: HeadRun, samples: list, queries: list
     return result
 
 
-def _load_model(exp_dir: Path, run: HeadRun, num_classes: int, device: torch.device):
-    cfg = load_run_config(exp_dir, run.run_dir)
+def _load_model(exp_dir: Path, run: RunFolder, num_classes: int, device: torch.device):
+    cfg = load_run_config(exp_dir, run)
     spec = cfg.head(run.head)
     model = _model_api()(cfg.model, num_classes, spec.module, dict(spec.params))
     # Our own checkpoint; it also holds numpy RNG states, which weights_only cannot read.
@@ -186,7 +168,7 @@ def render_attention_maps(
             f"(they are not committed; rerun the experiment to draw them).{kept}"
         )
     build_dataset, dataset_info = _data_api()
-    cfg = load_run_config(exp_dir, runs[0].run_dir)
+    cfg = load_run_config(exp_dir, runs[0])
     dataset = build_dataset(cfg.data, "val", train=False)
     class_names = dataset_info(cfg.data).class_names
     count = min(num_images, len(dataset))
@@ -211,4 +193,4 @@ def render_attention_maps(
     )
 
 
-__all__ = ["HeadRun", "find_checkpoints", "main_map", "render_attention_maps"]
+__all__ = ["find_checkpoints", "main_map", "render_attention_maps"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from .tables import CURVE_COLUMNS, RUN_COLUMNS
+from .tables import CURVE_COLUMNS, RUN_COLUMNS, TEXT
 
 _EPS = 1e-15
 _TINY = 1e-300
@@ -214,19 +214,18 @@ def _read_csv(path: Path, columns: tuple[str, ...], text: tuple[str, ...]) -> pd
     return df
 
 
-def load_runs(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """runs.csv with numeric values, and any memory_kind rows (text values) by head."""
+def load_runs(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """runs.csv: its numeric rows, and apart its text rows (memory_kind, cost_image_size)."""
     df = _read_csv(
         Path(path), RUN_COLUMNS, ("experiment", "head", "module", "setting", "metric", "class_name")
     )
     if df.empty:
         raise UserError(f"{path}: no rows")
     df["value"] = df["value"].astype(str)
-    kinds_rows = df[df["metric"] == "memory_kind"]
-    kinds = dict(zip(kinds_rows["head"], kinds_rows["value"], strict=True))
-    df = df[df["metric"] != "memory_kind"].copy()
+    is_text = df["metric"].isin(TEXT)
+    text, df = df[is_text], df[~is_text].copy()
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return df, kinds
+    return df, text
 
 
 def load_curves(path: Path) -> pd.DataFrame | None:

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..experiment.config import ExperimentConfig
-from ..experiment.layout import run_dir
+from ..experiment.layout import experiment_dir, run_folder
 from ..files import atomic_write_text, read_json, read_log
 
 RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "class_name", "value")
 CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 
 SCORES = ("mIoU", "pixel_acc", "mean_acc")
+TEXT = ("memory_kind", "cost_image_size")  # rows whose value is text, not a number
 COSTS = ("params", "params_module", "macs", "macs_module")
 # Training throughput (median over steady log intervals, its quartiles, the contended
 # flag as 0/1) and times: training only, and wall time with evaluations and checkpoints.
@@ -45,6 +46,7 @@ def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
     def row(setting: str, metric: str, value: Any, class_name: str = "") -> list[Any]:
         return [*base, setting, metric, class_name, _cell(value)]
 
+    yield from _cost_context(row, metrics)
     if metrics.get("status") == "diverged":
         yield row("", "diverged", metrics["diverged_at"])
         for key in COSTS:
@@ -58,6 +60,15 @@ def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
         if setting == "":
             for key in (*TRAINING, *COSTS):
                 yield row("", key, metrics.get(key))
+
+
+def _cost_context(row: Any, metrics: dict[str, Any]) -> Iterator[list[Any]]:
+    """What the cost figures mean: the memory kind, and the image size MACs are counted at."""
+    if metrics.get("memory_kind"):
+        yield row("", "memory_kind", metrics["memory_kind"])
+    size = metrics.get("cost_image_size")
+    if isinstance(size, list) and len(size) == 2:
+        yield row("", "cost_image_size", f"{size[0]}x{size[1]}")
 
 
 def curve_rows(
@@ -75,18 +86,17 @@ def curve_rows(
 
 def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:
     """Write runs.csv and curves.csv under results/<exp>; returns both paths and the run count."""
-    exp_dir = Path(cfg.output_dir) / cfg.name
     runs, curves, count = [], [], 0
     for spec in cfg.heads:
         for seed in cfg.seeds_of(spec):
-            directory = run_dir(cfg, spec.name, seed)
-            metrics = read_json(directory / "metrics.json")
+            folder = run_folder(cfg, spec.name, seed)
+            metrics = read_json(folder.metrics)
             if not isinstance(metrics, dict) or "status" not in metrics:
                 continue
             count += 1
             runs.extend(run_rows(metrics))
-            log = read_log(directory / "log.jsonl")
-            curves.extend(curve_rows(cfg.name, spec.name, seed, log))
+            curves.extend(curve_rows(cfg.name, spec.name, seed, read_log(folder.log)))
+    exp_dir = experiment_dir(cfg)
     runs_path, curves_path = exp_dir / "runs.csv", exp_dir / "curves.csv"
     atomic_write_text(runs_path, _csv(RUN_COLUMNS, runs))
     atomic_write_text(curves_path, _csv(CURVE_COLUMNS, curves))

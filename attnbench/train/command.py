@@ -32,9 +32,9 @@ from .. import distributed, env, files
 from ..distributed import DistInfo
 from ..errors import UserError
 from ..experiment.config import ExperimentConfig, dump_config, load_config
-from ..experiment.plan import describe, plan_runs
+from ..experiment.layout import DONE, experiment_dir
+from ..experiment.plan import Run, describe, plan_runs
 from ..report import tables
-from .loop import RunSpec
 from .run import run_one
 
 
@@ -95,8 +95,8 @@ def run_experiment(
             )
         return 0
 
-    exp_dir = Path(cfg.output_dir) / cfg.name
-    if any(p.status != "done" for p in planned):
+    exp_dir = experiment_dir(cfg)
+    if any(p.status != DONE for p in planned):
         _render_synthetic(train_set, val_set, show=info.is_main)
     distributed.init(info, device)
     try:
@@ -104,10 +104,10 @@ def run_experiment(
             if info.is_main:
                 files.atomic_write_text(exp_dir / "config.yaml", dump_config(cfg))
             for p in planned:
-                if p.status == "done":
+                if p.status == DONE:
                     _say(info, f"{p.head.name} seed{p.seed}: done before, skipped")
                     continue
-                run = RunSpec(cfg, p.head, p.seed, p.run_dir, device, info)
+                run = dataclasses.replace(p, device=device, dist=info)
                 metrics = run_one(run, train_set, val_set, classes.class_names)
                 _say(info, _one_line(run, metrics))
                 distributed.barrier()
@@ -183,7 +183,7 @@ def _check_pretrained(cfg: ExperimentConfig, where: str) -> None:
         raise UserError(f"{where}: model.backbone.pretrained: {err}") from None
 
 
-def _one_line(run: RunSpec, metrics: dict[str, Any]) -> str:
+def _one_line(run: Run, metrics: dict[str, Any]) -> str:
     if metrics["status"] == "diverged":
         return f"{run.label}: diverged ({metrics['error']})"
     return (

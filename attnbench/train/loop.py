@@ -29,9 +29,9 @@ from .. import distributed, files
 from ..data import sampling
 from ..data.device_batches import ResidentBatches, prefetched, resident_fits
 from ..data.transforms import IGNORE_INDEX
-from ..distributed import DistInfo
 from ..env import autocast
-from ..experiment.config import ExperimentConfig, HeadSpec
+from ..experiment.config import ExperimentConfig
+from ..experiment.plan import Run
 from ..progress import Progress
 from . import checkpoint
 from .evaluate import evaluate
@@ -44,34 +44,6 @@ class Diverged(Exception):
         super().__init__(f"loss became {loss} at iteration {iteration}")
         self.iteration = iteration
         self.loss = loss
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One (head, seed) run: its config, where its files go and what it runs on."""
-
-    cfg: ExperimentConfig
-    head: HeadSpec
-    seed: int
-    run_dir: Path
-    device: torch.device
-    dist: DistInfo = field(default_factory=DistInfo)
-
-    @property
-    def label(self) -> str:
-        return f"{self.head.name} seed{self.seed}"
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def log_path(self) -> Path:
-        return self.run_dir / "log.jsonl"
-
-    @property
-    def channels_last(self) -> bool:
-        return self.device.type == "cuda"
 
 
 @dataclass
@@ -129,7 +101,7 @@ def train_one_iteration(
     return loss.detach()
 
 
-def validation_loader(run: RunSpec, val_set: Dataset) -> DataLoader:
+def validation_loader(run: Run, val_set: Dataset) -> DataLoader:
     """This rank's share of the validation images, in a fixed order."""
     cfg, info = run.cfg, run.dist
     pin = run.device.type == "cuda"
@@ -166,7 +138,7 @@ class TrainState:
 
 
 def train(
-    run: RunSpec, model: nn.Module, train_set: Dataset, val_set: Dataset, num_classes: int
+    run: Run, model: nn.Module, train_set: Dataset, val_set: Dataset, num_classes: int
 ) -> TrainResult:
     """Train `model` (already on run.device) to cfg.train.iterations, resuming if possible."""
     t = run.cfg.train
@@ -210,7 +182,7 @@ def train(
     )
 
 
-def resume(run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+def resume(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
     """The state of the run's checkpoint, loaded into model and optimizer; else a fresh start."""
     info = run.dist
     saved = checkpoint.load_checkpoint(run.checkpoint_path, info.rank, info.world_size)
@@ -218,7 +190,7 @@ def resume(run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer) -> 
         if info.is_main:
             # A fresh start over an old record (a finished run whose checkpoint is gone):
             # the old log and metrics must not mix with, or outlive, the new run's.
-            (run.run_dir / "metrics.json").unlink(missing_ok=True)
+            run.folder.metrics.unlink(missing_ok=True)
             run.log_path.unlink(missing_ok=True)
         # Dropout differs between ranks; the data order does not depend on this generator.
         torch.manual_seed(sampling.derive_seed(run.seed, 1, info.rank))
@@ -242,7 +214,7 @@ def resume(run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     return state
 
 
-def wrap(run: RunSpec, model: nn.Module) -> nn.Module:
+def wrap(run: Run, model: nn.Module) -> nn.Module:
     """The module that trains: DDP around `model` under several processes, else `model`."""
     wrapped = model
     if run.dist.enabled:
@@ -254,7 +226,7 @@ def wrap(run: RunSpec, model: nn.Module) -> nn.Module:
 
 
 def device_batches(
-    run: RunSpec, train_set: Dataset, start: int, *, resident: bool | None = None
+    run: Run, train_set: Dataset, start: int, *, resident: bool | None = None
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's slice of the batches of iterations start, ..., iterations - 1, on the
     device. resident None: the data set lives on a GPU when it can (device_batches.py)."""
@@ -273,7 +245,7 @@ def device_batches(
 
 
 def train_step(
-    run: RunSpec,
+    run: Run,
     wrapped: nn.Module,
     optimizer: torch.optim.Optimizer,
     state: TrainState,
@@ -298,7 +270,7 @@ def train_step(
     progress.update(done, lr)
 
 
-def log_interval(run: RunSpec, state: TrainState, lr: float, progress: Progress) -> None:
+def log_interval(run: Run, state: TrainState, lr: float, progress: Progress) -> None:
     """Read the interval's mean loss (a sync), check it, log it, time the window."""
     total = distributed.all_reduce_mean(torch.as_tensor(state.loss_sum, dtype=torch.float32))
     mean_loss = float(total) / state.loss_count
@@ -320,7 +292,7 @@ def log_interval(run: RunSpec, state: TrainState, lr: float, progress: Progress)
 
 
 def evaluate_during_training(
-    run: RunSpec, model: nn.Module, val_loader: DataLoader, num_classes: int, state: TrainState
+    run: Run, model: nn.Module, val_loader: DataLoader, num_classes: int, state: TrainState
 ) -> None:
     """One point of the validation curve, logged."""
     distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
@@ -331,9 +303,7 @@ def evaluate_during_training(
     log_event(run, {"event": "eval", **point})
 
 
-def save(
-    run: RunSpec, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState
-) -> None:
+def save(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
     """The checkpoint a killed run resumes from."""
     saved = {
         "model": model.state_dict(),
@@ -351,7 +321,7 @@ def save(
     checkpoint.save_checkpoint(run.checkpoint_path, saved, is_main=run.dist.is_main)
 
 
-def _track_cuda_peak(run: RunSpec, state: TrainState) -> None:
+def _track_cuda_peak(run: Run, state: TrainState) -> None:
     """The allocator's peak so far, kept apart for the first window of the run, whose
     steps run cudnn.benchmark's trials (workspaces of every candidate algorithm); the
     peak restarts from there, so later figures hold steady steps (and evaluations)."""
@@ -379,7 +349,7 @@ def _summary(scores: dict[str, Any]) -> dict[str, float]:
     return {k: scores[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
 
 
-def log_event(run: RunSpec, record: dict[str, Any]) -> None:
+def log_event(run: Run, record: dict[str, Any]) -> None:
     """Append one record to the run's log.jsonl (rank 0 only)."""
     if not run.dist.is_main:
         return

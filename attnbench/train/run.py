@@ -11,17 +11,15 @@ from torch.utils.data import DataLoader
 from .. import distributed, env, files
 from ..cost import head_costs
 from ..experiment.config import dump_config
-from ..experiment.plan import run_config
+from ..experiment.plan import Run, run_config
 from ..model.segmenter import build_model
 from . import checkpoint
 from .evaluate import evaluate
-from .loop import Diverged, RunSpec, TrainResult, log_event, train, validation_loader
+from .loop import Diverged, TrainResult, log_event, train, validation_loader
 from .throughput import steady_throughput
 
 
-def run_one(
-    run: RunSpec, train_set: Any, val_set: Any, class_names: tuple[str, ...]
-) -> dict[str, Any]:
+def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Train (or resume) one run, evaluate it, and write its metrics.json."""
     spec, num_classes = run.head, len(class_names)
     if run.dist.is_main:
@@ -74,7 +72,7 @@ def run_one(
     return metrics
 
 
-def measure_costs(run: RunSpec, model: nn.Module, train_set: Any) -> dict[str, Any]:
+def measure_costs(run: Run, model: nn.Module, train_set: Any) -> dict[str, Any]:
     """Parameters and MACs, and on CPU the training memory, at the training resolution.
 
     The costs use copies and their own RNG streams: training is the same with or without.
@@ -91,7 +89,7 @@ def measure_costs(run: RunSpec, model: nn.Module, train_set: Any) -> dict[str, A
     return figures
 
 
-def _place(run: RunSpec, model: nn.Module) -> tuple[nn.Module, bool]:
+def _place(run: Run, model: nn.Module) -> tuple[nn.Module, bool]:
     """`model` on the run's device and memory format, and whether its BN is synchronised."""
     sync_bn = run.dist.enabled and run.cfg.train.sync_bn and run.device.type == "cuda"
     if sync_bn:
@@ -104,7 +102,7 @@ def _place(run: RunSpec, model: nn.Module) -> tuple[nn.Module, bool]:
     return model, sync_bn
 
 
-def _identity(run: RunSpec, sync_bn: bool) -> dict[str, Any]:
+def _identity(run: Run, sync_bn: bool) -> dict[str, Any]:
     """What every metrics.json starts with: which run this is, and how it ran."""
     return {
         "experiment": run.cfg.name,
@@ -119,7 +117,7 @@ def _identity(run: RunSpec, sync_bn: bool) -> dict[str, Any]:
 
 
 def score(
-    run: RunSpec, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
+    run: Run, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
 ) -> dict[str, Any]:
     """The evaluation recipe's scores, per class by name."""
     cfg = run.cfg
@@ -142,7 +140,7 @@ def score(
 
 
 def evaluation_sweep(
-    run: RunSpec, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
+    run: Run, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """The scores with eval.sweep_param of the context module set to each of sweep_values."""
     param, sweep = run.cfg.eval.sweep_param, []
@@ -161,7 +159,7 @@ def evaluation_sweep(
     return sweep
 
 
-def _training_figures(run: RunSpec, result: TrainResult) -> dict[str, Any]:
+def _training_figures(run: Run, result: TrainResult) -> dict[str, Any]:
     """Throughput over the steady log intervals (median, quartiles, range, contended), the
     training time (evaluations and checkpoints excluded) and the wall time apart."""
     seconds = result.train_time_s
@@ -178,20 +176,20 @@ def _training_figures(run: RunSpec, result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _write_metrics(run: RunSpec, metrics: dict[str, Any]) -> None:
+def _write_metrics(run: Run, metrics: dict[str, Any]) -> None:
     """metrics.json, written last: it marks the run as done."""
     if run.dist.is_main:
-        files.atomic_write_json(run.run_dir / "metrics.json", metrics)
+        files.atomic_write_json(run.folder.metrics, metrics)
 
 
-def _write_run_files(run: RunSpec) -> None:
+def _write_run_files(run: Run) -> None:
     """config.yaml, and env.json (a resumed run keeps its first record and adds one)."""
     files.remove_stale_temporaries(run.run_dir)
     resolved = run_config(run.cfg, run.head, run.seed)
     header = f"# run {run.head.name} seed {run.seed} of experiment {run.cfg.name}\n"
-    files.atomic_write_text(run.run_dir / "config.yaml", header + dump_config(resolved))
+    files.atomic_write_text(run.folder.config, header + dump_config(resolved))
     record = env.environment(run.device, run.dist, run.seed, run.cfg.train.amp)
-    path = run.run_dir / "env.json"
+    path = run.folder.env
     previous = files.read_json(path)
     if isinstance(previous, dict) and run.checkpoint_path.is_file():
         previous.setdefault("resumes", []).append(record)

@@ -155,7 +155,12 @@ def test_run_writes_results_tables_and_skips_when_done(
         "params_module",
         "macs",
         "macs_module",
+        "memory_kind",
+        "cost_image_size",
     }
+    base_text = {r["metric"]: r["value"] for r in rows if r["head"] == "base"}
+    assert base_text["memory_kind"] == "cpu_saved_for_backward"
+    assert base_text["cost_image_size"] == f"{cfg.data.image_size}x{cfg.data.image_size}"
     assert {r["setting"] for r in rows if r["head"] == "cc"} == {"", "recurrence=1", "recurrence=2"}
     assert {r["setting"] for r in rows if r["head"] == "base"} == {""}
     assert sum(r["metric"] == "iou" for r in rows if r["head"] == "base") == 7

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 from fake_voc import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, make_sbd, make_voc
 
 from attnbench.data.voc import build_trainaug
+from attnbench.report.stats import load_runs
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "experiments" / "voc_heads.yaml"
@@ -48,10 +48,12 @@ def test_recipe_trains_and_evaluates_every_head_on_a_tiny_voc(tmp_path: Path) ->
         args += ["--set", item]
     done = _attnbench(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    runs = pd.read_csv(out / "voc_heads" / "runs.csv")
+    runs, text = load_runs(out / "voc_heads" / "runs.csv")
     assert set(runs["head"]) == {"none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema"}
     miou = runs[runs["metric"] == "mIoU"]
     assert len(miou) == 7 and miou["value"].between(0, 100).all()
+    sizes = text[text["metric"] == "cost_image_size"]
+    assert len(sizes) == 7 and set(sizes["value"]) == {"24x24"}  # the crop size
     metrics = json.loads((out / "voc_heads/runs/ema/seed0/metrics.json").read_text())
     assert metrics["iterations"] == 2 and len(metrics["iou"]) == 21
 
