@@ -195,14 +195,15 @@ def test_attention_maps_from_checkpoints(exp_dir):
 def test_attention_map_figure_has_class_legend_and_colour_bar():
     import numpy as np
 
+    from attnbench.experiment.layout import RunFolder
     from attnbench.figures import DPI, plt
     from attnbench.report.map_figures import draw_image
-    from attnbench.report.maps import HeadMaps, HeadRun
+    from attnbench.report.maps import HeadMaps
 
     names = ("background", "disk", "square")
     weights = np.linspace(0.0, 0.02, 64).reshape(8, 8)  # softmax-sized weights
     heads = [
-        HeadMaps(HeadRun(h, 0, Path(h), Path(h)), [np.zeros((8, 8), int)], [m], t, False, None)
+        HeadMaps(RunFolder(h, 0, Path(h)), [np.zeros((8, 8), int)], [m], t, False, None)
         for h, m, t in (("none", None, "no map"), ("nonlocal", weights, "attention"))
     ]
     sample = (torch.zeros(3, 8, 8), torch.zeros(8, 8, dtype=torch.long))
