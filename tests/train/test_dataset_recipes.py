@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from fake_datasets import make_ade, make_cityscapes
 from test_voc_recipe import TINY as VOC_TINY
 from test_voc_recipe import _attnbench
+
+from attnbench.report.stats import load_runs
 
 REPO = Path(__file__).resolve().parents[2]
 HEADS = {"none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema"}
@@ -36,7 +37,7 @@ def test_recipe_trains_and_evaluates_every_head_on_a_tiny_tree(tmp_path, dataset
         args += ["--set", item]
     done = _attnbench(*args, "--no-report", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    runs = pd.read_csv(out / f"{dataset}_heads" / "runs.csv")
+    runs, _ = load_runs(out / f"{dataset}_heads" / "runs.csv")
     assert set(runs["head"]) == HEADS
     miou = runs[runs["metric"] == "mIoU"]
     assert len(miou) == 7 and miou["value"].between(0, 100).all()
