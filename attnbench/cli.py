@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 Setup = Callable[[argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace], int]
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UserError as err:
-        print(f"attnbench {args.command}: error: {err}", file=sys.stderr)
+        print(f"attnbench {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"attnbench {args.command}: interrupted; finished work is kept", file=sys.stderr)

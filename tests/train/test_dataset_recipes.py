@@ -65,3 +65,17 @@ def test_recipe_without_data_stops_at_once_with_the_layout(tmp_path, dataset) ->
     done = _attnbench("run", recipe, *sets, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert expected in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_file_met_in_a_loader_worker_is_named_on_one_line(tmp_path) -> None:
+    make_cityscapes(tmp_path / "data")
+    images = sorted((tmp_path / "data" / "leftImg8bit" / "train").glob("*/*.png"))
+    images[-1].write_bytes(images[-1].read_bytes()[:60])  # truncated, read by a worker only
+    sets = [f"data.root={tmp_path / 'data'}", *TINY, "data.num_workers=2", "train.batch_size=4"]
+    args = ["run", str(REPO / "experiments/cityscapes_heads.yaml"), "--heads", "none"]
+    for item in sets:
+        args += ["--set", item]
+    done = _attnbench(*args, "--output-dir", str(tmp_path / "out"), "--no-report", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert f"unreadable image {images[-1]}" in done.stderr and "Traceback" not in done.stderr
