@@ -91,7 +91,7 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     base = tuple(cfg.base_size) if cfg.base_size else None
     transform = (
         SegTransform(crop_size=crop_hw(cfg.crop_size), scale_range=tuple(cfg.scale_range),
-                     base_size=base, flip=True)
+                     base_size=base, flip=True, cat_max_ratio=cfg.cat_max_ratio)
         if train
         else eval_transform(base)
     )  # fmt: skip

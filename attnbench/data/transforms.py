@@ -16,6 +16,7 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IGNORE_INDEX = 255
+CROP_TRIES = 10  # draws of a crop position under cat_max_ratio
 
 
 def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +39,9 @@ class SegTransform:
     (2048, 1024): r itself; ADE20K: r times the factor giving a short side of 512); without
     it, r multiplies the image's own size. resize_to: (long, short), a fixed keep-ratio
     resize of the image alone (evaluation: the label keeps its size and is scored there).
+    cat_max_ratio: below 1, a crop is drawn again (up to CROP_TRIES times in all) while one
+    class covers that share of its labelled pixels or more, or it holds one class only
+    (mmseg's RandomCrop); the last draw is kept when none passes.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class SegTransform:
         base_size: tuple[int, int] | None = None,
         resize_to: tuple[int, int] | None = None,
         flip: bool = False,
+        cat_max_ratio: float = 1.0,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         ignore_index: int = IGNORE_INDEX,
@@ -63,6 +68,7 @@ class SegTransform:
         self.base_size = base_size
         self.resize_to = resize_to
         self.flip = flip
+        self.cat_max_ratio = cat_max_ratio
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.ignore_index = ignore_index
@@ -108,12 +114,19 @@ class SegTransform:
             image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
             label = F.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_index)
             h, w = label.shape
-        top = int(torch.randint(0, h - crop_h + 1, ()))
-        left = int(torch.randint(0, w - crop_w + 1, ()))
-        return (
-            image[:, top : top + crop_h, left : left + crop_w],
-            label[top : top + crop_h, left : left + crop_w],
-        )
+        for _ in range(CROP_TRIES if self.cat_max_ratio < 1 else 1):
+            top = int(torch.randint(0, h - crop_h + 1, ()))
+            left = int(torch.randint(0, w - crop_w + 1, ()))
+            crop = label[top : top + crop_h, left : left + crop_w]
+            if self._mixed_enough(crop):
+                break
+        return image[:, top : top + crop_h, left : left + crop_w], crop
+
+    def _mixed_enough(self, crop: torch.Tensor) -> bool:
+        """More than one class, and none above cat_max_ratio of the labelled pixels."""
+        counts = torch.bincount(crop[crop != self.ignore_index].flatten())
+        counts = counts[counts > 0]
+        return len(counts) > 1 and float(counts.max()) < self.cat_max_ratio * float(counts.sum())
 
 
 def fit_factor(size: tuple[int, int] | torch.Size, bounds: tuple[int, int]) -> float:
