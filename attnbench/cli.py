@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attnbench {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from .progress import close_all
+
+        close_all()  # end the bars' lines: the message must not land inside one
         print(f"attnbench {args.command}: interrupted; finished work is kept", file=sys.stderr)
         return 130
 

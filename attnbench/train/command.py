@@ -28,13 +28,14 @@ from typing import Any
 
 import torch
 
-from .. import distributed, env, files
+from .. import distributed, env, files, progress
 from ..distributed import DistInfo
 from ..errors import UserError
 from ..experiment.config import ExperimentConfig, dump_config, load_config
 from ..experiment.layout import DONE, experiment_dir
 from ..experiment.plan import Run, describe, plan_runs
 from ..report import tables
+from . import console
 from .run import run_one
 
 
@@ -96,6 +97,7 @@ def run_experiment(
         return 0
 
     exp_dir = experiment_dir(cfg)
+    _say(info, console.header(cfg, planned))
     if any(p.status != DONE for p in planned):
         _render_synthetic(train_set, val_set, show=info.is_main)
     distributed.init(info, device)
@@ -103,23 +105,38 @@ def run_experiment(
         with env.numerics(device, cfg.train.threads):
             if info.is_main:
                 files.atomic_write_text(exp_dir / "config.yaml", dump_config(cfg))
-            for p in planned:
-                if p.status == DONE:
-                    _say(info, f"{p.head.name} seed{p.seed}: done before, skipped")
-                    continue
-                run = dataclasses.replace(p, device=device, dist=info)
-                metrics = run_one(run, train_set, val_set, classes.class_names)
-                _say(info, _one_line(run, metrics))
-                distributed.barrier()
+            _train_planned(cfg, planned, device, info, (train_set, val_set, classes.class_names))
     finally:
         if info.is_main:
             runs_csv, _, count = tables.write_tables(cfg)
         distributed.shutdown()
     if info.is_main:
         print(f"wrote {runs_csv} ({count} runs) and curves.csv")
-        if report:
-            _build_report(exp_dir)
+        built = report and _build_report(exp_dir)
+        print(console.closing(exp_dir, built), flush=True)
     return 0
+
+
+def _train_planned(
+    cfg: ExperimentConfig,
+    planned: list[Run],
+    device: torch.device,
+    info: DistInfo,
+    data: tuple[Any, Any, tuple[str, ...]],
+) -> None:
+    """Every run not done before, in plan order, under the experiment's progress bar."""
+    done = [p for p in planned if p.status == DONE]
+    for p in done:
+        _say(info, f"{p.head.name} seed{p.seed}: done before, skipped")
+    todo = [p for p in planned if p.status != DONE]
+    iterations = len(todo) * cfg.train.iterations
+    with progress.experiment(len(planned), len(done), iterations, show=info.is_main):
+        for p in todo:
+            run = dataclasses.replace(p, device=device, dist=info)
+            metrics = run_one(run, *data)
+            _say(info, _one_line(run, metrics))
+            progress.run_finished()
+            distributed.barrier()
 
 
 def _render_synthetic(*datasets: Any, show: bool) -> None:
@@ -195,15 +212,16 @@ def _one_line(run: Run, metrics: dict[str, Any]) -> str:
 
 def _say(info: DistInfo, text: str) -> None:
     if info.is_main:
-        print(text, flush=True)
+        progress.say(text)
 
 
-def _build_report(exp_dir: Path) -> None:
+def _build_report(exp_dir: Path) -> bool:
+    """summary.md, report.md and the figures; False (and a warning) when that failed."""
     from ..report.command import build_report
 
     try:
-        path = build_report(exp_dir)
+        build_report(exp_dir)
     except Exception as err:  # the results are written; a failing figure must not hide them
         print(f"warning: report failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return
-    print(f"wrote {path} and {path.with_name('summary.md')}")
+        return False
+    return True
