@@ -8,6 +8,7 @@ results.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ import yaml
 import modules
 
 from ..distributed import DistInfo
-from .config import ConfigError, ExperimentConfig, HeadSpec, dump_config
+from ..errors import UserError
+from .config import ConfigError, ExperimentConfig, HeadSpec, dump_config, load_config
 from .layout import DONE, NEW, RunFolder, experiment_dir, run_folder
 
 # Keys that change how a run executes, not what it computes: a finished run stays
@@ -129,6 +131,11 @@ def _check_same_config(folder: RunFolder, wanted: ExperimentConfig) -> None:
         return  # no run there yet (or a config.yaml cut short: it is rewritten)
     if not isinstance(saved, dict):
         return
+    # Through today's loader: a value in an older spelling (data.crop_size: 512 for [512])
+    # or a key added since, at its default, is the same config. A config not loadable
+    # today (a key removed since) is compared as written.
+    with contextlib.suppress(UserError):
+        saved = yaml.safe_load(dump_config(load_config(folder.config)))
     now = yaml.safe_load(dump_config(wanted))
     difference = _first_difference(_strip(saved), _strip(now))
     if difference is not None:
