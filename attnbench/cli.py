@@ -48,7 +48,7 @@ def _equivalence() -> tuple[Setup, Handler]:
 
 
 def _data() -> tuple[Setup, Handler]:
-    from .data.download import command, configure_parser
+    from .data.command import command, configure_parser
 
     return configure_parser, command
 

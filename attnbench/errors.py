@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes: the CLI prints it on one line and exits 2."""
+"""User mistakes: the CLI prints them on one line and exits 2."""
 
 
 class UserError(Exception):
@@ -16,3 +16,7 @@ def one_line(err: UserError) -> str:
         return text
     last = text.rstrip().splitlines()[-1]
     return last.partition("UserError: ")[2] or last
+
+
+class ConfigError(UserError):
+    """A config file or override that does not describe a valid experiment."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..report.published import load_published
+from ..data.published import load_published
 
 VOC = "Pascal VOC 2012 + Aug, 512x512, 4 GPUs x 4 images"
 CITYSCAPES = "Cityscapes, 512x1024, 4 GPUs x 2 images"

@@ -191,29 +191,31 @@ def paper_markdown(
         "infer % of peak",
         "train % of peak",
     ]
-    rows = []
-    for (scope, module, setting, channels, h, w), r in wide.iterrows():
-        formula = r.get("macs_formula", r.get("macs_module_formula", float("nan")))
-        rows.append(
-            [
-                scope,
-                module,
-                setting or "default",
-                f"{int(channels)}x{int(h)}x{int(w)}",
-                _num(r.get("macs", np.nan) / 1e9),
-                _num(r.get("macs_flop_counter", np.nan) / 1e9),
-                _num(formula / 1e9),
-                _num(r.get("params", np.nan) / 1e6, 3),
-                _num(r.get("mem_infer_mb", np.nan), 1),
-                _num(r.get("mem_train_mb", np.nan), 1),
-                _num(r.get("mem_saved_mb", np.nan), 1),
-                _spread(r, "lat_infer"),
-                _spread(r, "lat_train"),
-                _num(100 * r.get("macs_per_s_infer", np.nan) / peak, 1),
-                _num(100 * r.get("macs_per_s_train", np.nan) / peak, 1),
-            ]
-        )
+    rows = [_paper_row(index, r, peak) for index, r in wide.iterrows()]
     return "\n".join([*lines, md_table(header, rows), ""])
+
+
+def _paper_row(index: tuple, r: pd.Series, peak: float) -> list[str]:
+    """One (scope, module, setting, channels, height, width) of the paper-settings table."""
+    scope, module, setting, channels, h, w = index
+    formula = r.get("macs_formula", r.get("macs_module_formula", float("nan")))
+    return [
+        scope,
+        module,
+        setting or "default",
+        f"{int(channels)}x{int(h)}x{int(w)}",
+        _num(r.get("macs", np.nan) / 1e9),
+        _num(r.get("macs_flop_counter", np.nan) / 1e9),
+        _num(formula / 1e9),
+        _num(r.get("params", np.nan) / 1e6, 3),
+        _num(r.get("mem_infer_mb", np.nan), 1),
+        _num(r.get("mem_train_mb", np.nan), 1),
+        _num(r.get("mem_saved_mb", np.nan), 1),
+        _spread(r, "lat_infer"),
+        _spread(r, "lat_train"),
+        _num(100 * r.get("macs_per_s_infer", np.nan) / peak, 1),
+        _num(100 * r.get("macs_per_s_train", np.nan) / peak, 1),
+    ]
 
 
 def fit_markdown(fits: pd.DataFrame, sweep: pd.DataFrame, notes: list[str]) -> str:

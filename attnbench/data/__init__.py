@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 
+# The data sets, named once: the config's data.dataset takes one of these.
 DATASETS = ("synthetic", "voc", "cityscapes", "ade20k")
 # The module of each data set; each has CLASS_NAMES, and the files on disk a layout.
 _MODULES = {"synthetic": "synthetic", "voc": "voc", "cityscapes": "cityscapes", "ade20k": "ade20k"}
@@ -26,19 +27,13 @@ class DatasetInfo(NamedTuple):
     class_names: tuple[str, ...]
 
 
-def _check_dataset(cfg: Any) -> str:
-    if cfg.dataset not in DATASETS:
-        raise UserError(f"data.dataset must be one of {', '.join(DATASETS)}, got {cfg.dataset!r}")
-    return cfg.dataset
-
-
 def _module(dataset: str) -> Any:
     return importlib.import_module(f".{_MODULES[dataset]}", __name__)
 
 
 def dataset_info(cfg: Any) -> DatasetInfo:
     """Number of classes and their names for cfg.dataset (a DataConfig)."""
-    names = _module(_check_dataset(cfg)).CLASS_NAMES
+    names = _module(cfg.dataset).CLASS_NAMES
     return DatasetInfo(len(names), names)
 
 
@@ -71,7 +66,7 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     """
     from .transforms import SegTransform, eval_transform
 
-    dataset = _check_dataset(cfg)
+    dataset = cfg.dataset
     if split not in ("train", "val"):
         raise UserError(f"split must be 'train' or 'val', got {split!r}")
     if dataset == "synthetic":
@@ -103,8 +98,6 @@ def _labelled_dataset(cfg: Any, dataset: str, split: str, transform: Any) -> Dat
     if dataset == "voc":
         from .voc import VOCSegmentation
 
-        if split == "train" and chosen not in ("train", "trainaug"):
-            raise UserError(f"data.train_split must be 'train' or 'trainaug', got {chosen!r}")
         return VOCSegmentation(cfg.root, chosen, transform)
     key = "data.train_split" if split == "train" else "data.val_split"
     if chosen not in ("train", "val"):

@@ -9,7 +9,6 @@ network access (`--no-download`); the error for an unreachable server says where
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import re
@@ -20,6 +19,7 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from .voc import PREPARE_COMMAND, build_trainaug, find_voc_dir, read_ids
@@ -81,8 +81,6 @@ def download_file(
     (the .part file is kept for the next try) and UserError on a checksum mismatch
     (the .part file is deleted, since resuming it could never succeed).
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
@@ -99,35 +97,7 @@ def download_file(
         reason = getattr(err, "reason", err)
         raise DownloadError(f"{url}: {reason}") from err
     if response is not None:
-        with response:
-            if offset and response.status != 206:
-                offset = 0  # the server ignored the Range header: start over
-            total = _total_size(response, offset)
-            with (
-                open(part, "ab" if offset else "wb") as out,
-                tqdm(
-                    total=total,
-                    initial=offset,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=dest.name,
-                    disable=not progress,
-                ) as bar,
-            ):
-                try:
-                    while block := response.read(chunk_size):
-                        out.write(block)
-                        bar.update(len(block))
-                except (OSError, http.client.HTTPException) as err:
-                    raise DownloadError(
-                        f"{url}: transfer broke off ({err}); {part} is kept and a rerun resumes"
-                    ) from err
-        if total is not None and part.stat().st_size < total:
-            raise DownloadError(
-                f"{url}: got {part.stat().st_size} of {total} bytes; {part} is kept and a "
-                "rerun resumes"
-            )
+        _receive(response, url, part, offset, progress=progress, chunk_size=chunk_size)
     actual = md5sum(part)
     if actual != md5:
         part.unlink()
@@ -137,6 +107,42 @@ def download_file(
         )
     part.replace(dest)
     return dest
+
+
+def _receive(
+    response: Any, url: str, part: Path, offset: int, *, progress: bool, chunk_size: int
+) -> None:
+    """Append the response's body to `part` (from `offset`), or start it over."""
+    from tqdm import tqdm
+
+    with response:
+        if offset and response.status != 206:
+            offset = 0  # the server ignored the Range header: start over
+        total = _total_size(response, offset)
+        with (
+            open(part, "ab" if offset else "wb") as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            try:
+                while block := response.read(chunk_size):
+                    out.write(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException) as err:
+                raise DownloadError(
+                    f"{url}: transfer broke off ({err}); {part} is kept and a rerun resumes"
+                ) from err
+    if total is not None and part.stat().st_size < total:
+        raise DownloadError(
+            f"{url}: got {part.stat().st_size} of {total} bytes; {part} is kept and a rerun resumes"
+        )
 
 
 def _total_size(response, offset: int) -> int | None:
@@ -337,43 +343,3 @@ def prepare_voc(
     archives = [root / a.filename for a in ARCHIVES.values() if (root / a.filename).exists()]
     if archives:
         print("the archives can be deleted now: " + " ".join(str(p) for p in archives))
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "dataset",
-        choices=["voc", "cityscapes", "ade20k"],
-        help="voc: download and build VOC 2012 + SBD trainaug; ade20k: download and unzip "
-        "ADEChallengeData2016; cityscapes: check the layout (it needs a login to download)",
-    )
-    parser.add_argument("--root", required=True, help="the data set's folder (created)")
-    parser.add_argument(
-        "--no-download",
-        action="store_true",
-        help="use archives or folders already in --root; never touch the network",
-    )
-    parser.add_argument(
-        "--no-sbd", action="store_true", help="skip SBD and the trainaug set (VOC only)"
-    )
-    parser.add_argument(
-        "--mirror",
-        action="append",
-        metavar="URL",
-        help="base URL holding the archive files, used instead of the official sites "
-        "(repeat to try several in order)",
-    )
-
-
-def command(args: argparse.Namespace) -> int:
-    fetch = {"download": not args.no_download, "base_urls": args.mirror}
-    if args.dataset == "cityscapes":
-        from .cityscapes import check_cityscapes
-
-        check_cityscapes(args.root)
-    elif args.dataset == "ade20k":
-        from .ade20k import prepare_ade20k
-
-        prepare_ade20k(args.root, **fetch)
-    else:
-        prepare_voc(args.root, sbd=not args.no_sbd, **fetch)
-    return 0

@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .shape_counts import balanced_weights, count_probabilities, count_table
+
 KINDS = ("disk", "square", "triangle")
 CLASS_NAMES = (
     "background",
@@ -149,9 +151,9 @@ class SyntheticShapes(Dataset):
         self.shapes_per_image = (lo, hi)
         self.shape_size = shape_size
         self.pair_min_distance = pair_min_distance
-        table = _count_table(lo, hi)
-        weights = kind_count_weights or _balanced_weights(table)
-        p = _count_probabilities(table, weights)
+        table = count_table(lo, hi, len(KINDS))
+        weights = kind_count_weights or balanced_weights(table)
+        p = count_probabilities(table, weights)
         if not np.isfinite(p).all():
             raise ValueError(f"kind_count_weights {kind_count_weights} allow no image")
         self._count_table = table
@@ -377,39 +379,6 @@ class RenderCache:
 
 # 1 GiB holds about 19,000 images of 64 px (about 53 kB each: float32 RGB, uint8 label).
 _RENDERED = RenderCache(1 << 30)
-
-
-def _count_table(lo: int, hi: int) -> np.ndarray:
-    """Every per-kind count vector in {0, 1, 2}^3 whose total is in [lo, hi]: (V, 3)."""
-    table = np.array(np.meshgrid(*[np.arange(3)] * len(KINDS), indexing="ij"))
-    table = table.reshape(len(KINDS), -1).T  # (27, 3)
-    return table[(table.sum(1) >= lo) & (table.sum(1) <= hi)]
-
-
-def _count_probabilities(table: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
-    # Product of per-kind odds, renormalised over the allowed vectors: the same law as
-    # drawing each kind's count and rejecting out-of-range totals, in a single draw.
-    p = np.asarray(weights, dtype=np.float64)[table].prod(1)
-    return p / p.sum()
-
-
-def _alone_fraction(table: np.ndarray, p: np.ndarray) -> float:
-    """Expected share of shapes that are alone (count 1) among all shapes."""
-    alone = (p * (table == 1).sum(1)).sum()
-    return float(alone / (p * table.sum(1)).sum())
-
-
-def _balanced_weights(table: np.ndarray) -> tuple[float, float, float]:
-    """Odds (1, w, 1) with w chosen so the alone share is as close to 1/2 as possible."""
-    lo, hi = math.log(1e-3), math.log(1e3)
-    for _ in range(60):  # the share grows with w: bisect on log w
-        mid = (lo + hi) / 2
-        w = (1.0, math.exp(mid), 1.0)
-        if _alone_fraction(table, _count_probabilities(table, w)) < 0.5:
-            lo = mid
-        else:
-            hi = mid
-    return (1.0, math.exp((lo + hi) / 2), 1.0)
 
 
 def _inside(shape: Shape, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

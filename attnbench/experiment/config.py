@@ -1,7 +1,10 @@
 """Experiment configuration: YAML into typed, frozen dataclasses.
 
 Every YAML key is a dataclass field; an unknown key, a wrong type or a bad value
-raises `ConfigError` naming the file, the key path and what was expected.
+raises `ConfigError` naming the file, the key path and what was expected. What is
+valid is declared on the fields: a `Literal` type lists the choices, and a field's
+metadata holds its range (POSITIVE, NON_NEGATIVE, ...), checked as the YAML is read;
+checks.py holds what no single field can say.
 Overrides use the same key paths: `--set train.lr=0.02 --set heads.0.params.stages=1`.
 """
 
@@ -10,56 +13,78 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from ..errors import UserError
+from ..data import DATASETS
+from ..errors import ConfigError
+from .checks import validate
+from .overrides import apply_override, yaml_problem
 
 
-class ConfigError(UserError):
-    """A config file or override that does not describe a valid experiment."""
+@dataclass(frozen=True)
+class Check:
+    """A field's range: `test` holds for each of its values (for the whole value when
+    `whole`), else the error says it expected `expected`."""
+
+    test: Callable[[Any], bool]
+    expected: str
+    whole: bool = False
+
+
+POSITIVE = {"check": Check(lambda v: v > 0, "a positive number")}
+NON_NEGATIVE = {"check": Check(lambda v: v >= 0, "a number >= 0")}
+FRACTION = {"check": Check(lambda v: 0.0 <= v < 1.0, "0 <= p < 1")}
+SCALES = {"check": Check(lambda v: bool(v) and min(v) > 0, "a list of positive scales", True)}
+DEVICE = {"check": Check(lambda v: v.startswith(("auto", "cpu", "cuda")), "auto, cpu or cuda[:N]")}
+
+
+def _in(default: Any, metadata: dict) -> Any:
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthetic"  # "synthetic" | "voc" | "cityscapes" | "ade20k"
+    dataset: Literal[DATASETS] = "synthetic"
     root: str | None = None  # the folder `python -m attnbench data <dataset> --root` prepares
-    train_split: str = "train"  # VOC: "train" | "trainaug"
-    val_split: str = "val"
-    crop_size: tuple[int, ...] = (512,)  # one value (a square) or (height, width)
+    train_split: Literal["train", "trainaug"] = "train"  # trainaug: VOC only
+    val_split: Literal["val", "train", "trainval"] = "val"
+    crop_size: tuple[int, ...] = _in((512,), POSITIVE)  # one value (a square) or (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
     # (long, short) edges that the random scale multiplies (mmseg's `scale`), and that
     # evaluation images are resized to fit; None: the scale is of the image's own size.
-    base_size: tuple[int, int] | None = None
-    cat_max_ratio: float = 1.0  # below 1: redraw crops one class dominates (mmseg's 0.75)
-    num_workers: int = 0
-    image_size: int = 64  # synthetic only
-    train_size: int = 2048  # synthetic only
-    val_size: int = 128  # synthetic only
-    kind_cue: str = "shape"  # synthetic only: "shape" | "colour" (see data/synthetic.py)
+    base_size: tuple[int, int] | None = _in(None, POSITIVE)
+    # below 1: redraw crops one class dominates (mmseg's 0.75)
+    cat_max_ratio: float = _in(1.0, POSITIVE)
+    num_workers: int = _in(0, NON_NEGATIVE)
+    image_size: int = _in(64, POSITIVE)  # synthetic only
+    train_size: int = _in(2048, POSITIVE)  # synthetic only
+    val_size: int = _in(128, POSITIVE)  # synthetic only
+    kind_cue: Literal["shape", "colour"] = "shape"  # synthetic only (see data/synthetic.py)
     shape_size: tuple[float, float] = (0.10, 0.16)  # synthetic only: radius / image size
-    data_seed: int = 0
+    data_seed: int = _in(0, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    depth: int = 50
-    output_stride: int = 8
+    depth: Literal[18, 34, 50, 101] = 50
+    output_stride: Literal[8, 16, 32] = 8
     deep_stem: bool = False
-    width: int = 64
+    width: int = _in(64, POSITIVE)
     pretrained: str | None = None  # local torchvision-format checkpoint
 
 
 @dataclass(frozen=True)
 class HeadConfig:
-    channels: int = 512
+    channels: int = _in(512, POSITIVE)
     concat_input: bool = True
-    dropout: float = 0.1
+    dropout: float = _in(0.1, FRACTION)
     aux: bool = True
-    aux_weight: float = 0.4
+    aux_weight: float = _in(0.4, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -70,29 +95,30 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 20000
-    batch_size: int = 16  # global, split over ranks
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    eval_interval: int = 0  # 0: evaluate at the end only
-    checkpoint_interval: int = 1000
-    log_interval: int = 20
+    iterations: int = _in(20000, POSITIVE)
+    batch_size: int = _in(16, POSITIVE)  # global, split over ranks
+    lr: float = _in(0.01, POSITIVE)
+    momentum: float = _in(0.9, NON_NEGATIVE)
+    weight_decay: float = _in(5e-4, NON_NEGATIVE)
+    poly_power: float = _in(0.9, NON_NEGATIVE)
+    eval_interval: int = _in(0, NON_NEGATIVE)  # 0: evaluate at the end only
+    checkpoint_interval: int = _in(1000, POSITIVE)
+    log_interval: int = _in(20, POSITIVE)
     amp: bool = True  # bf16 autocast, CUDA only
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    threads: int = 0  # 0: torch's default
+    device: str = _in("auto", DEVICE)  # "auto" | "cpu" | "cuda" | "cuda:N"
+    threads: int = _in(0, NON_NEGATIVE)  # 0: torch's default
     sync_bn: bool = True  # distributed runs only
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = 1
+    batch_size: int = _in(1, POSITIVE)
     flip: bool = False
-    scales: tuple[float, ...] = (1.0,)
-    mode: str = "whole"  # "whole" | "slide": windows of `window` every `stride`, logits averaged
-    window: tuple[int, int] | None = None  # (height, width); None: data.crop_size
-    stride: tuple[int, int] | None = None  # None: half the window
+    scales: tuple[float, ...] = _in((1.0,), SCALES)
+    # slide: windows of `window` every `stride`, their logits averaged
+    mode: Literal["whole", "slide"] = "whole"
+    window: tuple[int, int] | None = _in(None, POSITIVE)  # (height, width); None: data.crop_size
+    stride: tuple[int, int] | None = _in(None, POSITIVE)  # None: half the window
     # After training, set this attribute of the context module to each value and evaluate again.
     sweep_param: str | None = None
     sweep_values: tuple[float, ...] = ()
@@ -144,14 +170,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML{_yaml_problem(err)}") from None
+        raise ConfigError(f"{where}: not valid YAML{yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys at the top level")
     for item in overrides:
-        _apply_override(raw, item, where)
+        apply_override(raw, item, where)
     cfg = _build(ExperimentConfig, raw, "", where)
-    from .checks import validate  # the checks need ConfigError and the dataclasses above
-
     validate(cfg, where)
     return cfg
 
@@ -171,58 +195,6 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
-def _apply_override(raw: dict, item: str, where: str) -> None:
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected key.path=value")
-    try:
-        value = yaml.safe_load(text) if text else None
-    except yaml.YAMLError as err:
-        # The value alone is parsed: its "line 1" would say nothing, the column would.
-        raise ConfigError(
-            f"{where}: --set {item!r}: the value {text!r} is not valid YAML"
-            + _yaml_problem(err, line=False)
-        ) from None
-    parts = key.split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        prefix = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            node = node[_list_index(part, node, prefix)]
-        else:
-            node = node.setdefault(part, {})
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--set {key}: {prefix} is a value, not a section")
-    last = parts[-1]
-    if isinstance(node, list):
-        node[_list_index(last, node, key)] = value
-    else:
-        node[last] = value
-
-
-def _yaml_problem(err: yaml.YAMLError, *, line: bool = True) -> str:
-    """' at line L, column C: what the parser found (and where that construct began)',
-    for a one-line error."""
-
-    def at(mark: Any) -> str:
-        column = f"column {mark.column + 1}"
-        return f"line {mark.line + 1}, {column}" if line else column
-
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    text = f"{f' at {at(mark)}' if mark else ''}: {problem}"
-    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
-    if context and start is not None:
-        text += f" ({context} that starts at {at(start)})"
-    return text
-
-
-def _list_index(part: str, node: list, prefix: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {prefix}: expected an index below {len(node)}")
-    return int(part)
-
-
 def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
@@ -234,22 +206,13 @@ def _build(tp: Any, value: Any, key: str, where: str) -> Any:
     label = f"{where}: {key or '(top level)'}"
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{label}: expected a mapping, got {value!r}")
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise ConfigError(
-                f"{where}: {_join(key, unknown[0])}: unknown key; valid keys: {', '.join(fields)}"
-            )
-        kwargs = {}
-        for name, f in fields.items():
-            if name in value:
-                kwargs[name] = _build(hints[name], value[name], _join(key, name), where)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}: {_join(key, name)}: required key is missing")
-        return tp(**kwargs)
+        return _build_dataclass(tp, value, key, where)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if not any(value == c and type(value) is type(c) for c in choices):
+            valid = ", ".join(map(str, choices))
+            raise ConfigError(f"{label}: expected one of {valid}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -284,6 +247,42 @@ def _build(tp: Any, value: Any, key: str, where: str) -> Any:
     if tp is Any:
         return value
     raise ConfigError(f"{label}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build_dataclass(tp: Any, value: Any, key: str, where: str) -> Any:
+    """A config dataclass from a YAML mapping: every key known, typed and in range."""
+    label = f"{where}: {key or '(top level)'}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{label}: expected a mapping, got {value!r}")
+    hints = typing.get_type_hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: {_join(key, unknown[0])}: unknown key; valid keys: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in value:
+            kwargs[name] = _build(hints[name], value[name], _join(key, name), where)
+            _check(f, kwargs[name], _join(key, name), where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: {_join(key, name)}: required key is missing")
+    return tp(**kwargs)
+
+
+def _check(f: dataclasses.Field, value: Any, key: str, where: str) -> None:
+    """The range that field `f` declares in its metadata, if any."""
+    check = f.metadata.get("check")
+    if check is None or value is None:
+        return
+    if check.whole:
+        if not check.test(value):
+            raise ConfigError(f"{where}: {key}: expected {check.expected}, got {list(value)}")
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        if not check.test(item):
+            raise ConfigError(f"{where}: {key}: expected {check.expected}, got {item!r}")
 
 
 def _join(prefix: str, name: str) -> str:

@@ -1,4 +1,5 @@
-"""Published figures (published.csv) beside the user's, in VOC, Cityscapes and ADE20K reports.
+"""Published figures (data/published.csv) beside the user's, in VOC, Cityscapes and ADE20K
+reports.
 
 published.csv holds, per data set, head (this suite's module name), backbone, crop and
 schedule, the single-scale mIoU, training memory (GB) and inference fps that the source
@@ -9,24 +10,14 @@ cell is a figure the source does not give. Nothing here is measured.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..data.published import load_published
 from ..markdown import md_table
 
-PUBLISHED_CSV = Path(__file__).with_name("published.csv")
 DATASETS = ("voc", "cityscapes", "ade20k")
-
-
-def load_published(path: Path = PUBLISHED_CSV) -> pd.DataFrame:
-    """The published figures, numbers as floats (NaN where the source gives none)."""
-    table = pd.read_csv(path, dtype={"crop": str, "source": str})
-    for column in ("iterations", "mIoU", "mem_gb", "fps"):
-        table[column] = pd.to_numeric(table[column], errors="raise")
-    table["crop"] = table["crop"].fillna("")
-    return table
 
 
 def backbone_name(config: dict) -> str:

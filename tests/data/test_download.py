@@ -16,6 +16,7 @@ import pytest
 # fake_voc sits in tests/ (pytest puts tests/ on sys.path): the tree builders.
 from fake_voc import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, make_sbd, make_voc
 
+from attnbench.data import command as data_command
 from attnbench.data import download as dl
 from attnbench.data.voc import VOCSegmentation
 from attnbench.errors import UserError
@@ -190,10 +191,10 @@ def test_prepare_voc_uses_archives_placed_by_hand(tmp_path, archives):
     for name, data in files.items():
         (root / name).write_bytes(data)
     parser = argparse.ArgumentParser()
-    dl.configure_parser(parser)
+    data_command.configure_parser(parser)
     args = parser.parse_args(["voc", "--root", str(root), "--no-download"])
     with pytest.raises(UserError, match=r"checksum mismatch .*VOCtrainval_11-May-2012\.tar"):
-        dl.command(args)  # the published MD5s do not match the stand-ins
+        data_command.command(args)  # the published MD5s do not match the stand-ins
     dl.prepare_voc(root, download=False, checksums=checksums, progress=False)
     assert (root / "VOCdevkit/VOC2012/ImageSets/Segmentation/trainaug.txt").is_file()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import modules
+from attnbench.data.published import load_published
 from attnbench.report.command import build_report
-from attnbench.report.published import load_published
 
 FIXTURE = Path(__file__).parent / "fixtures"
 MMSEG = "open-mmlab/mmsegmentation@0b127a561528062ea1086ccb80808da46be3639f configs/"

@@ -229,7 +229,7 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
 def test_summary_throughput_shows_its_spread_and_the_contended_flag() -> None:
     from types import SimpleNamespace
 
-    from attnbench.report.command import _throughput
+    from attnbench.report.sections import _throughput
 
     steady = SimpleNamespace(
         train_images_per_s=150.0, train_images_per_s_q1=148.0, train_images_per_s_q3=152.5,

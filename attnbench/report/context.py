@@ -1,0 +1,94 @@
+"""What the report says beside its numbers: the machine and code (from each run's
+env.json), the experiment's config.yaml, and what the cost figures measure (from
+runs.csv's text rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..cost.memory import DESCRIPTIONS
+from ..experiment.layout import run_folders
+from ..files import read_json
+
+
+def read_environment(exp_dir: Path) -> dict[str, str]:
+    """device, torch, threads, git_commit: the distinct values in runs/*/seed*/env.json."""
+    envs = [e for run in run_folders(exp_dir) if isinstance(e := read_json(run.env), dict)]
+    found = {"env_files": str(len(envs))}
+    for key in ("device", "torch", "threads", "git_commit"):
+        values = []
+        for env in envs:
+            value = env.get(key)
+            if key == "git_commit" and value:
+                value = f"{value[:12]}{'-dirty' if value.endswith('-dirty') else ''}"
+            if key == "device" and env.get("device_name"):
+                value = f"{value} ({env['device_name']})"
+            if key == "device" and env.get("amp_dtype"):
+                value = f"{value}, {env['amp_dtype']} autocast"
+            values.append(None if value is None else str(value))
+        values = list(dict.fromkeys(v for v in values if v is not None))
+        found[key] = " / ".join(values) if values else "not recorded"
+    return found
+
+
+# What the runner's memory kinds (attnbench/costs.py) measure.
+MEMORY_KINDS = {
+    "cuda_peak_allocated": "torch.cuda.max_memory_allocated over the whole training run, per "
+    "GPU: weights, optimizer state, activations and gradients",
+    "cpu_saved_for_backward": "bytes autograd saves for backward in one training forward of "
+    "the whole model at the per-process batch: activations only, not a peak, as CPU has no "
+    "allocator peak",
+}
+
+
+def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """({head: memory_kind}, distinct MAC-count image sizes) from runs.csv's text rows."""
+    kinds = text[text["metric"] == "memory_kind"]
+    sizes = text.loc[text["metric"] == "cost_image_size", "value"]
+    found = dict(zip(kinds["head"], kinds["value"], strict=True))
+    return found, list(dict.fromkeys(v.replace("x", "×") for v in sizes))
+
+
+def describe_memory_kind(kind: str) -> str:
+    """The kind's label with what it measures, when known."""
+    meaning = MEMORY_KINDS.get(kind)
+    if meaning is None:
+        meaning = DESCRIPTIONS.get(kind)
+    return f"`{kind}` ({meaning})" if meaning else f"`{kind}`"
+
+
+def read_experiment_config(exp_dir: Path) -> dict:
+    """The resolved config.yaml as a plain dict (context only), or {} when absent or broken."""
+    path = exp_dir / "config.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        raw = None
+    return raw if isinstance(raw, dict) else {}
+
+
+def context_lines(
+    runs: pd.DataFrame, env: dict[str, str], config: dict, sizes: list[str]
+) -> list[str]:
+    seeds = sorted({int(s) for s in runs["seed"].dropna()})
+    lines = [
+        f"- device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}"
+        + ("" if env["env_files"] != "0" else " (no runs/*/seed*/env.json found)"),
+        f"- seeds: {', '.join(map(str, seeds))}; code: git {env['git_commit']}",
+    ]
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    if not sizes and data:
+        key = "image_size" if data.get("dataset", "synthetic") == "synthetic" else "crop_size"
+        value = data.get(key)
+        if value:
+            side = value if isinstance(value, list) else [value]
+            sizes = [f"{side[0]}×{side[-1]}"]
+    dataset = f"data: {data.get('dataset', 'synthetic')}; " if data else ""
+    if sizes:
+        lines.append(f"- {dataset}MACs counted per image at {' / '.join(sizes)}")
+    else:
+        lines.append(f"- {dataset}resolution of the MAC counts: not recorded")
+    return lines
