@@ -112,8 +112,8 @@ def run_experiment(
         distributed.shutdown()
     if info.is_main:
         print(f"wrote {runs_csv} ({count} runs) and curves.csv")
-        built = report and _build_report(exp_dir)
-        print(console.closing(exp_dir, built), flush=True)
+        shown = _build_report(exp_dir) if report else None
+        print(console.closing(exp_dir, shown), flush=True)
     return 0
 
 
@@ -215,13 +215,14 @@ def _say(info: DistInfo, text: str) -> None:
         progress.say(text)
 
 
-def _build_report(exp_dir: Path) -> bool:
-    """summary.md, report.md and the figures; False (and a warning) when that failed."""
-    from ..report.command import build_report
+def _build_report(exp_dir: Path) -> list[Path] | None:
+    """summary.md, report.md and the figures: the files written, or None (and a warning)
+    when that failed."""
+    from ..report.command import build_report, report_files
 
     try:
         build_report(exp_dir)
     except Exception as err:  # the results are written; a failing figure must not hide them
         print(f"warning: report failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return False
-    return True
+        return None
+    return report_files(exp_dir)

@@ -85,10 +85,10 @@ def header(cfg: ExperimentConfig, planned: list[Run]) -> str:
     )
 
 
-def closing(exp_dir: Path, report_built: bool) -> str:
-    """The summary table (summary.md without its title) and the files written."""
-    from ..report.command import report_files
-
+def closing(exp_dir: Path, report: list[Path] | None) -> str:
+    """The summary table (summary.md without its title) and the files written; `report`:
+    the report's files, None when no report was built."""
+    report_built = report is not None
     lines = []
     summary = exp_dir / "summary.md"
     if report_built and summary.is_file():
@@ -96,7 +96,7 @@ def closing(exp_dir: Path, report_built: bool) -> str:
         lines += [f"summary ({summary}):", "", body, ""]
     written: list[Any] = [exp_dir / "config.yaml", exp_dir / "runs.csv", exp_dir / "curves.csv"]
     if report_built:
-        written += report_files(exp_dir)
+        written += report
     lines.append("files written:")
     lines += [f"  {path}" for path in dict.fromkeys(written) if Path(path).is_file()]
     lines.append(f"  and per run, {exp_dir}/runs/<head>/seed<k>/: {RUN_FILES}")
