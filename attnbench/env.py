@@ -47,6 +47,26 @@ def resolve_device(wanted: str, local_rank: int = 0, *, key: str = "train.device
     return device
 
 
+def machine_threads() -> int:
+    """CPU threads for one process: the cores this process may run on, shared by the
+    processes torchrun started on this node.
+
+    Set explicitly, not left to OMP_NUM_THREADS: torchrun sets that to 1 for every
+    process when it starts several, and a pinned count that exceeds the free cores
+    makes every parallel region wait for the busiest core.
+    """
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, usable_cores() // processes)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; all of them off Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -63,8 +83,7 @@ def numerics(device: torch.device, threads: int) -> Iterator[None]:
         torch.get_num_threads(),
     )
     try:
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads if threads > 0 else machine_threads())
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         else:
@@ -135,6 +154,8 @@ def environment(device: torch.device, info: DistInfo, seed: int, amp: bool) -> d
         "device": f"{device} ({device_name(device)})",
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "usable_cores": usable_cores(),
         "interop_threads": torch.get_num_interop_threads(),
         "world_size": info.world_size,
         "rank": info.rank,

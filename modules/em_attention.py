@@ -50,7 +50,7 @@ Deviations from the official code (XiaLiPKU/EMANet):
   momentum m = 0.1 meaning the weight of the new estimate (official EM_MOM 0.9
   is the weight of the old one: the same update).
 - the EM iterations run in at least float32 with autocast disabled, since the
-  energies' exponentials overflow in half precision.
+  energies' exponentials overflow in half precision; conv1 before them follows autocast.
 - temperature, eval_stages and the l2_norm switch are additions (defaults
   reproduce the official unit); l2_norm=False skips the M-step normalisation
   only, the moving average still normalises the batch mean.
@@ -142,8 +142,12 @@ class EMAUnit(nn.Module):
 
     def _em(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns x~ (B, C, N), mu_T (B, C, K) and the last z (B, N, K), all without grad."""
+        with torch.no_grad():
+            # conv1 follows the caller's autocast like every other convolution: a float32
+            # one in a bf16 network is where cudnn.benchmark tries FFT algorithms, whose
+            # workspace holds C * C * H * (W / 2 + 1) complex values (4.4 GB at C = 512, 64x64).
+            feat = self.conv1(x_in)
         with torch.no_grad(), torch.autocast(x_in.device.type, enabled=False):
-            feat = self.conv1(x_in.to(self.conv1.weight.dtype))
             dtype = torch.promote_types(feat.dtype, torch.float32)
             x = feat.flatten(2).to(dtype)  # (B, C, N)
             mu = self.mu.to(dtype).expand(x.shape[0], -1, -1)  # (B, C, K)

@@ -95,3 +95,30 @@ def test_two_ranks_end_with_identical_weights_and_one_writer(tmp_path: Path) -> 
     environment = json.loads((run_dir / "env.json").read_text())
     assert environment["rank"] == 0 and environment["world_size"] == 2
     assert proc.stdout.count("ema seed0: mIoU") == 1
+
+
+def test_torchrun_with_one_process_trains_without_ddp_syncbn_or_a_process_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `torchrun --nproc_per_node 1` sets: WORLD_SIZE=1 and friends, no OMP_NUM_THREADS.
+    A single process takes the plain path: no process group, no DDP, no SyncBatchNorm."""
+    import torch
+
+    from attnbench.cli import main
+    from attnbench.train import loop
+
+    for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0",
+                       "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a single process must not set up distributed training")
+
+    monkeypatch.setattr(dist, "init_process_group", refuse)
+    monkeypatch.setattr(loop, "DistributedDataParallel", refuse)
+    monkeypatch.setattr(torch.nn.SyncBatchNorm, "convert_sync_batchnorm", refuse)
+    config = tmp_path / "one.yaml"
+    config.write_text(CONFIG.format(out=tmp_path / "results"))
+    assert main(["run", str(config), "--no-report", "--set", "train.sync_bn=true"]) == 0
+    metrics = json.loads((tmp_path / "results/dist/runs/ema/seed0/metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["sync_bn"] is False

@@ -106,7 +106,7 @@ class TrainConfig:
     log_interval: int = _in(20, POSITIVE)
     amp: bool = True  # bf16 autocast, CUDA only
     device: str = _in("auto", DEVICE)  # "auto" | "cpu" | "cuda" | "cuda:N"
-    threads: int = _in(0, NON_NEGATIVE)  # 0: torch's default
+    threads: int = _in(0, NON_NEGATIVE)  # 0: from the machine (env.machine_threads)
     sync_bn: bool = True  # distributed runs only
 
 

@@ -178,6 +178,18 @@ def test_autocast_keeps_em_in_float32() -> None:
     assert torch.isfinite(out).all()
 
 
+def test_autocast_runs_conv1_in_bf16_and_the_em_in_float32() -> None:
+    # No float32 convolution in a bf16 network (cudnn.benchmark's FFT trials for one
+    # took gigabytes of workspace); the EM iterations still run in float32.
+    m = EMAUnit(8, bases=4).train()
+    seen: dict[str, torch.dtype] = {}
+    m.conv1.register_forward_hook(lambda mod, args, out: seen.update(conv1=out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, mu, z = m._em(torch.randn(2, 8, 4, 4))
+    assert seen["conv1"] == torch.bfloat16
+    assert mu.dtype == torch.float32 and z.dtype == torch.float32
+
+
 def test_macs_match_flop_counter() -> None:
     m = EMAUnit(16, bases=5, stages=3, eval_stages=2).eval()
     x = torch.randn(1, 16, 5, 7)
