@@ -2,12 +2,16 @@
 
 import modules
 block = modules.build("ema", 512, bases=64)
+
+The package is imported as `modules`. Every module keeps the ContextModule contract below.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from .criss_cross import CrissCrossAttention
@@ -17,6 +21,42 @@ from .em_attention import EMAUnit
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
 from .non_local import NonLocal
+
+
+@runtime_checkable
+class ContextModule(Protocol):
+    """What a context module is to the rest of the suite (an nn.Module besides).
+
+    FROZEN: names of parameters that are never trained (requires_grad False); the
+    optimiser skips them and the parameter counts include them.
+    MAIN_MAP: the key of attention_maps() that the report draws for a query pixel, or
+    None; MAIN_MAP_ARGMAX: when set, that map holds weights per base or group
+    (B, K, H, W) and is drawn as their argmax under this title.
+    EXTRA_MAP, EXTRA_MAP_COUNT: a map whose first channels get a figure of their own
+    (EMA's bases), or None and 0.
+    """
+
+    FROZEN: tuple[str, ...]
+    MAIN_MAP: str | None
+    MAIN_MAP_ARGMAX: str | None
+    EXTRA_MAP: str | None
+    EXTRA_MAP_COUNT: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        ...
+
+    def macs(self, height: int, width: int) -> int:
+        """Multiply-accumulates of one forward on a (1, C, height, width) input, by formula."""
+        ...
+
+    def attention_maps(
+        self, x: torch.Tensor, query: tuple[int, int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Named maps of the module's weights on x, (B, M, H, W) or other; for `query`
+        (row, column) where the map is of one pixel's weights."""
+        ...
+
 
 REGISTRY: dict[str, type[nn.Module]] = {
     "none": Identity,
@@ -62,6 +102,7 @@ def _lookup(name: str) -> type[nn.Module]:
 
 __all__ = [
     "REGISTRY",
+    "ContextModule",
     "CrissCrossAttention",
     "DoubleAttention",
     "DualAttention",

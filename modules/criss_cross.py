@@ -50,6 +50,10 @@ class CrissCrossAttention(nn.Module):
     """Recurrent criss-cross attention (RCCA) over a (B, C, H, W) feature map."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = "criss_cross"  # the query's weights on its cross
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(self, channels: int, *, reduction: int = 8, recurrence: int = 2) -> None:
         super().__init__()

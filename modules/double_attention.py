@@ -44,6 +44,10 @@ class DoubleAttention(nn.Module):
     """A^2 block: gather global descriptors, distribute them back: (B, C, H, W) -> same."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = "gather"  # the first gather map
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
     EPS = 1e-6
 
     def __init__(

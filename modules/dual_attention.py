@@ -64,6 +64,10 @@ class DualAttention(nn.Module):
     """Position and channel attention branches, each followed by a 3x3 conv-BN-ReLU, summed."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = "position"  # the query's PAM weights
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(self, channels: int, *, reduction: int = 8) -> None:
         super().__init__()

@@ -80,6 +80,12 @@ class EMAUnit(nn.Module):
     """EM attention unit: (B, C, H, W) -> (B, C, H, W), with bases kept as a buffer."""
 
     FROZEN: tuple[str, ...] = ("conv1.weight", "conv1.bias")
+    # The report draws the base each pixel is most responsible to, and the first
+    # EXTRA_MAP_COUNT bases' responsibilities in a figure of their own.
+    MAIN_MAP: str | None = "responsibilities"
+    MAIN_MAP_ARGMAX: str | None = "argmax of z"
+    EXTRA_MAP: str | None = "responsibilities"
+    EXTRA_MAP_COUNT: int = 8
     EPS = 1e-6
 
     def __init__(

@@ -14,6 +14,10 @@ class Identity(nn.Module):
     """Returns its input unchanged; `channels` is accepted for the common interface."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = None
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(self, channels: int) -> None:
         super().__init__()

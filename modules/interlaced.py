@@ -106,6 +106,10 @@ class InterlacedSparseAttention(nn.Module):
     """Long-range (interlaced groups) then short-range (local blocks) self-attention, fused."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = "long_range"  # the query's long-range block weights
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(
         self,

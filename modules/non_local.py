@@ -56,6 +56,10 @@ class NonLocal(nn.Module):
     """Embedded-Gaussian non-local block: (B, C, H, W) -> (B, C, H, W)."""
 
     FROZEN: tuple[str, ...] = ()
+    MAIN_MAP: str | None = "attention"  # the query pixel's weights
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(
         self,

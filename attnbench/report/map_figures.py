@@ -19,6 +19,8 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+import modules
+
 from ..figures import plt, save_figure
 
 if TYPE_CHECKING:
@@ -36,6 +38,16 @@ FIGURE_GLOB = "attention_maps_*.png"  # attention_maps_1.png, ... one per image
 def image_figure_path(out_dir: Path, index: int) -> Path:
     """The figure of the index-th drawn image (0-based), named from 1."""
     return out_dir / f"attention_maps_{index + 1}.png"
+
+
+def extra_figures(out_dir: Path) -> list[tuple[str, Path]]:
+    """(module, figure) for each module with an EXTRA_MAP whose figure is in out_dir."""
+    found = []
+    for name, cls in modules.REGISTRY.items():
+        path = out_dir / f"attention_maps_{name}.png"
+        if getattr(cls, "EXTRA_MAP", None) and path.is_file():
+            found.append((name, path))
+    return found
 
 
 def image_figures(out_dir: Path) -> list[Path]:
@@ -171,10 +183,11 @@ def draw_all(
     for stale in [*image_figures(out_dir), out_dir / "attention_maps.png"]:
         if stale not in written:
             stale.unlink(missing_ok=True)
-    ema = next((h for h in heads if h.bases), None)
-    ema_out = out_dir / "attention_maps_ema.png"
-    if ema is None:
-        ema_out.unlink(missing_ok=True)
-    else:
-        written.append(draw_ema_bases(ema, samples, ema_out))
+    extra = next((h for h in heads if h.bases), None)  # the first head with an EXTRA_MAP
+    if extra is not None:
+        path = out_dir / f"attention_maps_{extra.module}.png"
+        written.append(draw_ema_bases(extra, samples, path))
+    for _name, stale in extra_figures(out_dir):
+        if stale not in written:
+            stale.unlink(missing_ok=True)
     return written

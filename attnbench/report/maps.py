@@ -17,14 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import modules
+from modules import ContextModule
+
 from ..data.transforms import IGNORE_INDEX
 from ..experiment.config import ExperimentConfig, load_config
 from ..experiment.layout import RunFolder, run_folders
 from .map_figures import draw_all, image_figures
-
-# The map shown per head: the first of these keys that the module returns.
-MAIN_MAPS = ("responsibilities", "attention", "position", "criss_cross", "long_range", "gather")
-EMA_BASES_SHOWN = 8
 
 
 @dataclass
@@ -32,11 +31,12 @@ class HeadMaps:
     """One head's outputs per image: prediction (H, W) and main map (H, W) at image size."""
 
     run: RunFolder
+    module: str  # its registry name
     predictions: list[np.ndarray]
     maps: list[np.ndarray | None]
     map_title: str
     categorical: bool
-    bases: list[np.ndarray] | None  # EMA: (K', H, W) first responsibilities per image
+    bases: list[np.ndarray] | None  # EXTRA_MAP: (K', H, W) first channels per image
 
 
 def find_checkpoints(exp_dir: Path, head_order: list[str] | None = None) -> list[RunFolder]:
@@ -84,19 +84,19 @@ def choose_query(label: torch.Tensor) -> tuple[int, int]:
     return int(rows[nearest]), int(cols[nearest])
 
 
-def main_map(maps: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, str, bool]:
-    """(map (h, w) of the first sample or None, its title, whether it is categorical)."""
-    for key in MAIN_MAPS:
-        if key in maps:
-            value = maps[key]  # (B, M, h, w)
-            if key == "responsibilities":
-                return value[0].argmax(0).float(), "argmax of z", True
-            suffix = " (ch. 0)" if value.shape[1] > 1 else ""
-            return value[0, 0].float(), f"{key}{suffix}", False
-    for key, value in maps.items():
-        if value.dim() == 4:
-            return value[0, 0].float(), key, False
-    return None, "no map", False
+def main_map(
+    context: ContextModule, maps: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor | None, str, bool]:
+    """(map (h, w) of the first sample or None, its title, whether it is categorical): the
+    map the module names as its MAIN_MAP."""
+    key = context.MAIN_MAP
+    if key is None or key not in maps:
+        return None, "no map", False
+    value = maps[key]  # (B, M, h, w)
+    if context.MAIN_MAP_ARGMAX:
+        return value[0].argmax(0).float(), context.MAIN_MAP_ARGMAX, True
+    suffix = " (ch. 0)" if value.shape[1] > 1 else ""
+    return value[0, 0].float(), f"{key}{suffix}", False
 
 
 def _to_image(map2d: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -119,7 +119,8 @@ def head_maps(model: torch.nn.Module, run: RunFolder, samples: list, queries: li
     device = next(model.parameters()).device
     captured: dict[str, torch.Tensor] = {}
     hook = context.register_forward_pre_hook(lambda _m, args: captured.__setitem__("x", args[0]))
-    result = HeadMaps(run, [], [], "no map", False, None)
+    name = next(n for n, cls in modules.REGISTRY.items() if type(context) is cls)
+    result = HeadMaps(run, name, [], [], "no map", False, None)
     try:
         for (image, _label), query in zip(samples, queries, strict=True):
             size = tuple(image.shape[-2:])
@@ -127,10 +128,10 @@ def head_maps(model: torch.nn.Module, run: RunFolder, samples: list, queries: li
             result.predictions.append(logits.argmax(1)[0].cpu().numpy())
             feature = captured["x"]  # (1, C, h, w)
             maps = context.attention_maps(feature, _feature_query(query, size, feature.shape[-2:]))
-            chosen, result.map_title, result.categorical = main_map(maps)
+            chosen, result.map_title, result.categorical = main_map(context, maps)
             result.maps.append(None if chosen is None else _to_image(chosen, size))
-            if "responsibilities" in maps:
-                z = maps["responsibilities"][0, :EMA_BASES_SHOWN]  # (K', h, w)
+            if context.EXTRA_MAP in maps:
+                z = maps[context.EXTRA_MAP][0, : context.EXTRA_MAP_COUNT]  # (K', h, w)
                 up = F.interpolate(z[None].float().cpu(), size=size, mode="nearest")[0]
                 result.bases = [*(result.bases or []), up.numpy()]
     finally:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+import modules
+
 from ..markdown import md_table
 from . import plots
 from .context import describe_memory_kind
-from .map_figures import image_figures
+from .map_figures import extra_figures, image_figures
 from .stats import per_class_iou, split_diverged, sweep_tables
 
 LEVEL = 0.95
@@ -293,7 +295,7 @@ def maps_section(res: Results, maps: bool, num_images: int) -> list[str]:
     out = ["## Attention maps", "", note, ""]
     for k, figure in enumerate(image_figures(res.exp_dir), start=1):
         out += [f"![attention maps, image {k}]({figure.name})", ""]
-    ema_maps = res.exp_dir / "attention_maps_ema.png"
-    if ema_maps.is_file():
-        out += [f"![EMA responsibilities]({ema_maps.name})", ""]
+    for module, figure in extra_figures(res.exp_dir):
+        extra = modules.REGISTRY[module].EXTRA_MAP
+        out += [f"![{module.upper()} {extra}]({figure.name})", ""]
     return out

@@ -206,3 +206,17 @@ def test_module_files_import_only_torch_and_stdlib(path: Path) -> None:
             continue
         for root in roots:
             assert root in allowed, f"{path.name} imports {root}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_module_states_the_context_module_contract(name: str) -> None:
+    """The Protocol's attributes are declared, and the maps it names are returned."""
+    module = modules.build(name, 16, **KWARGS.get(name, {}))
+    assert isinstance(module, modules.ContextModule)
+    cls = type(module)
+    for attribute in ("FROZEN", "MAIN_MAP", "MAIN_MAP_ARGMAX", "EXTRA_MAP", "EXTRA_MAP_COUNT"):
+        assert attribute in vars(cls), f"{cls.__name__} does not declare {attribute}"
+    maps = module.eval().attention_maps(torch.randn(1, 16, 6, 6), (2, 3))
+    for key in (cls.MAIN_MAP, cls.EXTRA_MAP):
+        assert key is None or key in maps, f"{name}: {key!r} not among {sorted(maps)}"
+    assert (cls.EXTRA_MAP is None) == (cls.EXTRA_MAP_COUNT == 0)

@@ -203,7 +203,7 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
     names = ("background", "disk", "square")
     weights = np.linspace(0.0, 0.02, 64).reshape(8, 8)  # softmax-sized weights
     heads = [
-        HeadMaps(RunFolder(h, 0, Path(h)), [np.zeros((8, 8), int)], [m], t, False, None)
+        HeadMaps(RunFolder(h, 0, Path(h)), h, [np.zeros((8, 8), int)], [m], t, False, None)
         for h, m, t in (("none", None, "no map"), ("nonlocal", weights, "attention"))
     ]
     sample = (torch.zeros(3, 8, 8), torch.zeros(8, 8, dtype=torch.long))
