@@ -135,17 +135,18 @@ class Progress:
 
     def update(self, done: int, lr: float) -> None:
         """`done` iterations of the run are finished (it may jump by more than one)."""
-        loss = self.loss
+        # Before the first log interval there is no loss read yet: show none, not "nan".
+        loss = "–" if math.isnan(self.loss) else f"{self.loss:.4f}"
         step, self.shown = done - self.shown, done
         self.bar.update(step)
-        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        self.bar.set_postfix(loss=loss, lr=f"{lr:.2e}", refresh=False)
         if _experiment is not None:
             _experiment.step(step)
         if self.lines and (done % self.every == 0 or done == self.total):
             rate = (done - self.start) / (time.perf_counter() - self.started)
             eta = (self.total - done) / rate if rate > 0 else math.nan
             print(
-                f"{self.label}: {done}/{self.total} loss {loss:.4f} lr {lr:.2e} "
+                f"{self.label}: {done}/{self.total} loss {loss} lr {lr:.2e} "
                 f"{rate:.2f} it/s ETA {eta:.0f} s",
                 flush=True,
             )
