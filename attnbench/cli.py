@@ -1,6 +1,6 @@
 """`python -m attnbench <command>`: one entry point, one sub-command per job.
 
-The table below says which module serves which command. Each provides
+`load` below says which module serves which command. Each provides
 `configure_parser(parser)` and `command(args) -> int`, and is imported only when
 its command runs, so that `--help` or `data` do not wait for torch and matplotlib.
 """
@@ -17,69 +17,48 @@ Setup = Callable[[argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _run() -> tuple[Setup, Handler]:
-    from .train.command import command, configure_parser
-
-    return configure_parser, command
-
-
-def _report() -> tuple[Setup, Handler]:
-    from .report.command import command, configure_parser
-
-    return configure_parser, command
-
-
-def _profile() -> tuple[Setup, Handler]:
-    from .cost.command import command, configure_parser
-
-    return configure_parser, command
-
-
-def _cost() -> tuple[Setup, Handler]:
-    from .cost.recipe import command, configure_parser
-
-    return configure_parser, command
-
-
-def _equivalence() -> tuple[Setup, Handler]:
-    from .studies.equivalence import command, configure_parser
-
-    return configure_parser, command
-
-
-def _data() -> tuple[Setup, Handler]:
-    from .data.command import command, configure_parser
-
-    return configure_parser, command
-
-
-def _readme() -> tuple[Setup, Handler]:
-    from .report.readme import command, configure_parser
-
-    return configure_parser, command
-
-
-COMMANDS: dict[str, tuple[Callable[[], tuple[Setup, Handler]], str]] = {
-    "run": (_run, "train and evaluate every head of an experiment YAML"),
-    "report": (_report, "rebuild the tables and figures of results/<experiment>"),
-    "profile": (_profile, "MACs, parameters, memory and latency of every module"),
-    "cost": (_cost, "memory, img/s and fps of every head at a recipe, beside mmseg's"),
-    "equivalence": (_equivalence, "EMA (one stage) against A2: the measured gap"),
-    "data": (_data, "download or check a data set: voc (+ SBD), ade20k, cityscapes"),
-    "readme": (_readme, "copy results/quick's summary and figures into README.md"),
+COMMANDS: dict[str, str] = {
+    "run": "train and evaluate every head of an experiment YAML",
+    "report": "rebuild the tables and figures of results/<experiment>",
+    "profile": "MACs, parameters, memory and latency of every module",
+    "cost": "memory, img/s and fps of every head at a recipe, beside mmseg's",
+    "equivalence": "EMA (one stage) against A2: the measured gap",
+    "data": "download or check a data set: voc (+ SBD), ade20k, cityscapes",
+    "readme": "copy results/quick's summary and figures into README.md",
 }
+
+
+def load(name: str) -> tuple[Setup, Handler]:
+    """The command's (configure_parser, command): which module serves which command."""
+    if name == "run":
+        from .train.command import command, configure_parser
+    elif name == "report":
+        from .report.command import command, configure_parser
+    elif name == "profile":
+        from .cost.command import command, configure_parser
+    elif name == "cost":
+        from .cost.recipe import command, configure_parser
+    elif name == "equivalence":
+        from .studies.equivalence import command, configure_parser
+    elif name == "data":
+        from .data.command import command, configure_parser
+    elif name == "readme":
+        from .report.readme import command, configure_parser
+    else:
+        raise KeyError(name)
+    return configure_parser, command
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or with `chosen`, one that imports only that command's module."""
     parser = argparse.ArgumentParser(prog="attnbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for name, (load, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         if chosen is not None and name != chosen:
             sub.add_parser(name, help=help_text)
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        configure_parser, handler = load()
+        configure_parser, handler = load(name)
         configure_parser(p)
         p.set_defaults(handler=handler)
     return parser

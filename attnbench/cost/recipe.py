@@ -43,6 +43,7 @@ from .. import env
 from ..data import crop_hw
 from ..errors import UserError
 from ..experiment.config import ExperimentConfig, load_config
+from ..experiment.overrides import add_override_option
 from ..files import atomic_write_text
 from ..model.segmenter import build_model
 from ..train.loop import build_optimizer, train_one_iteration
@@ -57,14 +58,7 @@ GB = 1e9
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", default=str(DEFAULT_RECIPE), help="experiment YAML")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value, e.g. data.crop_size=64 (needs --out)",
-    )
+    add_override_option(p, "e.g. data.crop_size=64 (needs --out)")
     p.add_argument("--depths", type=int, nargs="+", default=[50, 101], help="ResNet depths")
     p.add_argument("--heads", metavar="A,B", help="only these heads of the recipe")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -27,25 +27,12 @@ class RunFolder:
     seed: int
     path: Path
 
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def env(self) -> Path:
-        return self.path / "env.json"
-
-    @property
-    def log(self) -> Path:
-        return self.path / "log.jsonl"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "last.pt"
+    # The files of a run, written in this order; metrics.json marks it as recorded.
+    config = property(lambda self: self.path / "config.yaml")
+    env = property(lambda self: self.path / "env.json")
+    log = property(lambda self: self.path / "log.jsonl")
+    checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    metrics = property(lambda self: self.path / "metrics.json")
 
     def recorded(self) -> str | None:
         """The status its metrics.json records ("finished", "diverged"), else None."""

@@ -3,6 +3,7 @@ and YAML errors told in one line."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import yaml
@@ -60,3 +61,15 @@ def _list_index(part: str, node: list, prefix: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
         raise ConfigError(f"--set {prefix}: expected an index below {len(node)}")
     return int(part)
+
+
+def add_override_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """`--set KEY=VALUE`, repeatable, into args.overrides; `example` ends its help."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value by its key path, {example}",
+    )

@@ -33,6 +33,7 @@ from ..distributed import DistInfo
 from ..errors import UserError
 from ..experiment.config import ExperimentConfig, dump_config, load_config
 from ..experiment.layout import DONE, experiment_dir
+from ..experiment.overrides import add_override_option
 from ..experiment.plan import Run, describe, plan_runs
 from ..report import tables
 from . import console
@@ -41,14 +42,7 @@ from .run import run_one
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment YAML (see experiments/)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by its key path, e.g. train.lr=0.02 (repeatable)",
-    )
+    add_override_option(p, "e.g. train.lr=0.02 (repeatable)")
     p.add_argument("--heads", metavar="A,B", help="run only these heads (comma-separated names)")
     p.add_argument("--output-dir", help="write under this folder instead of the config's")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit; write nothing")
