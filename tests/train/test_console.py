@@ -103,7 +103,7 @@ def test_interrupt_message_starts_on_its_own_line(
                 bar.update(done, lr=0.01)
             raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.COMMANDS, "run", (lambda: (lambda p: None, interrupted), "run"))
+    monkeypatch.setattr(cli, "load", lambda name: (lambda p: None, interrupted))
     assert main(["run"]) == 130
     text = terminal.getvalue()
     before, message, _ = text.partition("attnbench run: interrupted; finished work is kept")
