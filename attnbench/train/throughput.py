@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-# IQR / median above which a run is called contended. Quiet runs of the quick
-# experiment on 2 CPU cores and on a GPU stay below 0.1 (window of 20 iterations).
+# IQR / median above which a run is called contended. A first choice, not calibrated on
+# quiet runs yet: far below the swings seen under load (300 to 36 img/s, issue 13), and
+# the IQR ignores a few slow windows (a checkpoint write, a garbage collection).
 CONTENDED_SPREAD = 0.25
 
 
