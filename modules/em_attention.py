@@ -149,9 +149,10 @@ class EMAUnit(nn.Module):
     def _em(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns x~ (B, C, N), mu_T (B, C, K) and the last z (B, N, K), all without grad."""
         with torch.no_grad():
-            # conv1 follows the caller's autocast like every other convolution: a float32
-            # one in a bf16 network is where cudnn.benchmark tries FFT algorithms, whose
-            # workspace holds C * C * H * (W / 2 + 1) complex values (4.4 GB at C = 512, 64x64).
+            # conv1 follows the caller's autocast like every other convolution. A float32
+            # one in a bf16 network is the only place where cudnn.benchmark can try float32
+            # FFT algorithms, whose workspace would hold C * C * H * (W / 2 + 1) complex values
+            # (4.4 GB at C = 512, 64x64): the suspected cause of EMA's peak (not yet measured).
             feat = self.conv1(x_in)
         with torch.no_grad(), torch.autocast(x_in.device.type, enabled=False):
             dtype = torch.promote_types(feat.dtype, torch.float32)
