@@ -7,14 +7,14 @@ Each raises `ConfigError` naming the file, the key path and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import modules
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from .config import ExperimentConfig
+# cfg below is an ExperimentConfig: config.py imports this module to validate with it.
+ExperimentConfig = Any
 
 
 def validate(cfg: ExperimentConfig, where: str) -> None:

@@ -11,6 +11,7 @@ differ by orders of magnitude and would otherwise need a bar each. Categorical m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,18 +22,30 @@ from matplotlib.patches import Patch
 
 import modules
 
+from ..experiment.layout import RunFolder
 from ..figures import plt, save_figure
 
 if TYPE_CHECKING:
     import torch
-
-    from .maps import HeadMaps
 
 PAIRS_PER_ROW = 3  # heads per row, each a (prediction, map) pair of panels
 PANEL_INCHES = 2.6
 TITLE_SIZE = 10
 MAP_CMAP = "magma"
 FIGURE_GLOB = "attention_maps_*.png"  # attention_maps_1.png, ... one per image
+
+
+@dataclass
+class HeadMaps:
+    """One head's outputs per image: prediction (H, W) and main map (H, W) at image size."""
+
+    run: RunFolder
+    module: str  # its registry name
+    predictions: list[np.ndarray]
+    maps: list[np.ndarray | None]
+    map_title: str
+    categorical: bool
+    bases: list[np.ndarray] | None  # EXTRA_MAP: (K', H, W) first channels per image
 
 
 def image_figure_path(out_dir: Path, index: int) -> Path:

@@ -9,7 +9,6 @@ the figure is left as it is and the returned note says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,7 @@ from modules import ContextModule
 from ..data.transforms import IGNORE_INDEX
 from ..experiment.config import ExperimentConfig, load_config
 from ..experiment.layout import RunFolder, run_folders
-from .map_figures import draw_all, image_figures
-
-
-@dataclass
-class HeadMaps:
-    """One head's outputs per image: prediction (H, W) and main map (H, W) at image size."""
-
-    run: RunFolder
-    module: str  # its registry name
-    predictions: list[np.ndarray]
-    maps: list[np.ndarray | None]
-    map_title: str
-    categorical: bool
-    bases: list[np.ndarray] | None  # EXTRA_MAP: (K', H, W) first channels per image
+from .map_figures import HeadMaps, draw_all, image_figures
 
 
 def find_checkpoints(exp_dir: Path, head_order: list[str] | None = None) -> list[RunFolder]:
