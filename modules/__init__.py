@@ -18,6 +18,7 @@ from .criss_cross import CrissCrossAttention
 from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
 from .em_attention import EMAUnit
+from .global_pool import GlobalPool
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
 from .non_local import NonLocal
@@ -66,6 +67,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "isa": InterlacedSparseAttention,
     "danet": DualAttention,
     "ema": EMAUnit,
+    # A control, not attention: global-pooling context with no gate (the probes need one).
+    "pool": GlobalPool,
 }
 
 
@@ -107,6 +110,7 @@ __all__ = [
     "DoubleAttention",
     "DualAttention",
     "EMAUnit",
+    "GlobalPool",
     "Identity",
     "InterlacedSparseAttention",
     "NonLocal",

@@ -112,6 +112,11 @@ class CrissCrossAttention(nn.Module):
             x = self._step(x)  # shared weights on every pass
         return x
 
+    def open_gate(self) -> None:
+        """Start gamma at 1 instead of the paper's 0 (the fairness ablation)."""
+        with torch.no_grad():
+            self.gamma.fill_(1.0)
+
     def macs(self, height: int, width: int) -> int:
         n, c, inner = height * width, self.channels, self.channels // self.reduction
         per_pass = n * c * (2 * inner + c) + n * (height + width) * (inner + c)

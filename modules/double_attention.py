@@ -96,6 +96,10 @@ class DoubleAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.out_conv(self.context(x))
 
+    def open_gate(self) -> None:
+        """Start W at nn.Conv2d's default initialisation instead of zero (the fairness ablation)."""
+        self.out_conv.reset_parameters()
+
     def macs(self, height: int, width: int) -> int:
         n, c = height * width, self.channels
         return n * c * (self.c_m + 2 * self.c_n) + 2 * n * self.c_m * self.c_n + n * self.c_m * c

@@ -124,6 +124,12 @@ class DualAttention(nn.Module):
         out_c, _ = self._channel(x)
         return self.position_conv(out_p) + self.channel_conv(out_c)
 
+    def open_gate(self) -> None:
+        """Start both gammas at 1 instead of the paper's 0 (the fairness ablation)."""
+        with torch.no_grad():
+            self.gamma_position.fill_(1.0)
+            self.gamma_channel.fill_(1.0)
+
     def macs(self, height: int, width: int) -> int:
         n, c, inner = height * width, self.channels, self.channels // self.reduction
         return n * c * (2 * inner + c) + n * n * (inner + c) + 2 * n * c * c + 18 * n * c * c

@@ -193,6 +193,11 @@ class EMAUnit(nn.Module):
         x_rec = x_rec.reshape(x.shape).to(x.dtype).relu_()  # no gradient: in place is safe
         return (x + self.bn(self.conv2(x_rec))).relu_()
 
+    def open_gate(self) -> None:
+        """Start the output BN's gamma at 1 (the official code's value) instead of 0."""
+        with torch.no_grad():
+            self.bn.weight.fill_(1.0)
+
     def macs(self, height: int, width: int) -> int:
         n, c, k = height * width, self.channels, self.bases
         return 2 * n * c * c + self.active_stages() * 2 * n * k * c + n * k * c

@@ -26,6 +26,9 @@ class Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def open_gate(self) -> None:
+        """No gate: the block adds nothing."""
+
     def macs(self, height: int, width: int) -> int:
         return 0
 

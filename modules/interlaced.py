@@ -166,6 +166,9 @@ class InterlacedSparseAttention(nn.Module):
         context, _, _ = self._context(x)  # (B, C, H, W)
         return self.fuse(torch.cat([x, context], dim=1))
 
+    def open_gate(self) -> None:
+        """No zero-initialised gate: the context path is on from the start."""
+
     def macs(self, height: int, width: int) -> int:
         ph, pw = self.down_factor
         top, bottom, left, right = self._padding(height, width)

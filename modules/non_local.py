@@ -130,6 +130,11 @@ class NonLocal(nn.Module):
         y = y.transpose(-2, -1).contiguous().view(b, self.inter_channels, h, w)
         return x + self.out_bn(self.out_conv(y))
 
+    def open_gate(self) -> None:
+        """Start the output BN's gamma at 1 instead of the paper's 0 (the fairness ablation)."""
+        with torch.no_grad():
+            self.out_bn.weight.fill_(1.0)
+
     def macs(self, height: int, width: int) -> int:
         n = height * width
         nk = -(-height // 2) * -(-width // 2) if self.sub_sample else n

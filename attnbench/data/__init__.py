@@ -16,10 +16,22 @@ from torch.utils.data import Dataset
 from ..errors import UserError
 
 # The data sets, named once: the config's data.dataset takes one of these.
-DATASETS = ("synthetic", "voc", "cityscapes", "ade20k")
+DATASETS = ("synthetic", "probe", "voc", "cityscapes", "ade20k")
 # The module of each data set; each has CLASS_NAMES, and the files on disk a layout.
-_MODULES = {"synthetic": "synthetic", "voc": "voc", "cityscapes": "cityscapes", "ade20k": "ade20k"}
-TITLES = {"synthetic": "synthetic", "voc": "VOC", "cityscapes": "Cityscapes", "ade20k": "ADE20K"}
+_MODULES = {
+    "synthetic": "synthetic",
+    "probe": "probes",
+    "voc": "voc",
+    "cityscapes": "cityscapes",
+    "ade20k": "ade20k",
+}
+TITLES = {
+    "synthetic": "synthetic",
+    "probe": "probe",
+    "voc": "VOC",
+    "cityscapes": "Cityscapes",
+    "ade20k": "ADE20K",
+}
 
 
 class DatasetInfo(NamedTuple):
@@ -34,6 +46,8 @@ def _module(dataset: str) -> Any:
 def dataset_info(cfg: Any) -> DatasetInfo:
     """Number of classes and their names for cfg.dataset (a DataConfig)."""
     names = _module(cfg.dataset).CLASS_NAMES
+    if cfg.dataset == "probe":
+        names = names[cfg.probe]  # each probe has its own classes
     return DatasetInfo(len(names), names)
 
 
@@ -56,6 +70,7 @@ def crop_hw(crop_size: int | tuple[int, ...]) -> tuple[int, int]:
 def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     """The `split` ("train" | "val") of cfg.dataset, augmented when `train`.
 
+    probe: a context probe (data/probes.py), sized and flipped like synthetic.
     synthetic: train_size / val_size images of image_size pixels, keyed by data_seed;
     augmentation is a horizontal flip only (crop_size and scale_range do not apply:
     cropping would cut shapes out and change the true class of the others).
@@ -69,6 +84,20 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     dataset = cfg.dataset
     if split not in ("train", "val"):
         raise UserError(f"split must be 'train' or 'val', got {split!r}")
+    if dataset == "probe":
+        from .probes import ProbeTask
+
+        return ProbeTask(
+            split,
+            probe=cfg.probe,
+            size=cfg.train_size if split == "train" else cfg.val_size,
+            image_size=cfg.image_size,
+            grid=cfg.grid,
+            margin=cfg.margin,
+            kind_cue=cfg.kind_cue,
+            data_seed=cfg.data_seed,
+            transform=SegTransform(flip=True) if train else eval_transform(),
+        )
     if dataset == "synthetic":
         from .synthetic import SyntheticShapes
 

@@ -30,6 +30,19 @@ def validate(cfg: ExperimentConfig, where: str) -> None:
     seen: set[str] = set()
     for i, spec in enumerate(cfg.heads):
         _check_head(cfg, spec, f"heads.{i}", seen, where)
+    _check_probes(cfg, where)
+
+
+def _check_probes(cfg: ExperimentConfig, where: str) -> None:
+    from ..data.probes import PROBES
+
+    for probe in cfg.probes:
+        if probe not in PROBES:
+            raise ConfigError(
+                f"{where}: probes: expected some of {', '.join(PROBES)}, got {probe!r}"
+            )
+    if cfg.probes and cfg.data.dataset != "probe":
+        raise ConfigError(f"{where}: probes: a probe suite needs data.dataset: probe")
 
 
 def _check_ranges(cfg: ExperimentConfig, where: str) -> None:
@@ -46,7 +59,7 @@ def _check_ranges(cfg: ExperimentConfig, where: str) -> None:
 
 
 def _check_files(cfg: ExperimentConfig, where: str) -> None:
-    if cfg.data.dataset != "synthetic":
+    if cfg.data.dataset not in ("synthetic", "probe"):  # the generated ones need no files
         _check_root(cfg.data.dataset, cfg.data.root, where)
     if cfg.model.backbone.pretrained and not Path(cfg.model.backbone.pretrained).is_file():
         raise ConfigError(

@@ -40,6 +40,8 @@ POSITIVE = {"check": Check(lambda v: v > 0, "a positive number")}
 NON_NEGATIVE = {"check": Check(lambda v: v >= 0, "a number >= 0")}
 FRACTION = {"check": Check(lambda v: 0.0 <= v < 1.0, "0 <= p < 1")}
 SCALES = {"check": Check(lambda v: bool(v) and min(v) > 0, "a list of positive scales", True)}
+GRID = {"check": Check(lambda v: v >= 2, "a number >= 2")}
+MARGIN = {"check": Check(lambda v: 0.0 <= v < 0.5, "0 <= margin < 0.5")}
 DEVICE = {"check": Check(lambda v: v.startswith(("auto", "cpu", "cuda")), "auto, cpu or cuda[:N]")}
 
 
@@ -50,6 +52,9 @@ def _in(default: Any, metadata: dict) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal[DATASETS] = "synthetic"
+    probe: Literal["pairing", "retrieval"] = "pairing"  # probe only (see data/probes.py)
+    grid: int = _in(2, GRID)  # probe only: cells per side
+    margin: float = _in(0.25, MARGIN)  # probe only: empty border of a cell, a fraction of it
     root: str | None = None  # the folder `python -m attnbench data <dataset> --root` prepares
     train_split: Literal["train", "trainaug"] = "train"  # trainaug: VOC only
     val_split: Literal["val", "train", "trainval"] = "val"
@@ -75,6 +80,9 @@ class BackboneConfig:
     output_stride: Literal[8, 16, 32] = 8
     deep_stem: bool = False
     width: int = _in(64, POSITIVE)
+    # How many of the four residual stages to keep; fewer limit the receptive field
+    # (0: the stem alone). The probes use this so that a plain head cannot see the cue.
+    stages: Literal[0, 1, 2, 3, 4] = 4
     pretrained: str | None = None  # local torchvision-format checkpoint
 
 
@@ -122,6 +130,8 @@ class EvalConfig:
     # After training, set this attribute of the context module to each value and evaluate again.
     sweep_param: str | None = None
     sweep_values: tuple[float, ...] = ()
+    # Evaluate once more with the context module knocked out (replaced by the identity).
+    knockout: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,9 @@ class HeadSpec:
     module: str
     params: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # None: the experiment's seeds
+    # "paper": the module's own initialisation (a zero-initialised gate where it has one);
+    # "open": the gate starts open (the module's open_gate()), the fairness ablation.
+    gate: Literal["paper", "open"] = "paper"
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "results"
+    # A probe suite: the experiment runs once per probe, as <name>/<probe> with data.probe
+    # set to it, and the report adds the capability table over them (data.dataset: probe).
+    probes: tuple[str, ...] = ()
 
     def head(self, name: str) -> HeadSpec:
         for spec in self.heads:
@@ -178,6 +194,21 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cfg = _build(ExperimentConfig, raw, "", where)
     validate(cfg, where)
     return cfg
+
+
+def expand_probes(cfg: ExperimentConfig) -> list[ExperimentConfig]:
+    """The experiments of a probe suite, one per probe (named <name>/<probe>); else [cfg]."""
+    if not cfg.probes:
+        return [cfg]
+    return [
+        dataclasses.replace(
+            cfg,
+            name=f"{cfg.name}/{probe}",
+            probes=(),
+            data=dataclasses.replace(cfg.data, probe=probe),
+        )
+        for probe in cfg.probes
+    ]
 
 
 def config_to_dict(cfg: Any) -> Any:

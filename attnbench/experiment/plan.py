@@ -185,9 +185,10 @@ def describe(
     exp_dir = experiment_dir(cfg)
     todo = sum(p.status != DONE for p in planned)
     crop = f"{d.crop_size[0]}x{d.crop_size[-1]}"
-    size = f"{d.image_size}x{d.image_size}" if d.dataset == "synthetic" else f"crops {crop}"
+    generated = d.dataset in ("synthetic", "probe")
+    size = f"{d.image_size}x{d.image_size}" if generated else f"crops {crop}"
     scale_of = f"{d.base_size[0]}x{d.base_size[1]}" if d.base_size else "the image"
-    if d.dataset != "synthetic":
+    if not generated:
         size += f", random scale {d.scale_range[0]}-{d.scale_range[1]} of {scale_of}"
     slide = cfg.sliding_window()
     how = (

@@ -128,6 +128,13 @@ class ResNet(nn.Module):
 
     out_channels = (channels of c3, channels of c4). c4 has spatial size
     ceil(H / output_stride); c3 has ceil(H / min(output_stride, 16)).
+
+    `stages` < 4 keeps only the stem and the first `stages` residual stages: forward
+    then returns the outputs of the last two kept (the stem's, after its max-pool, for
+    0 and 1), the layers after them are never built, and the output stride is that of
+    the last stage kept (4 for 0 and 1, 8 for 2). It bounds the receptive field: with
+    a 7x7 stem, ResNet-18 sees 11 px at stages 0, 43 at 1, 99 at 2 (the head's own 3x3
+    convolutions add to it).
     """
 
     def __init__(
@@ -137,9 +144,12 @@ class ResNet(nn.Module):
         output_stride: int = 8,
         deep_stem: bool = False,
         width: int = 64,
+        stages: int = 4,
         norm_layer: NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        if not 0 <= stages <= 4:
+            raise ValueError(f"stages must be 0 to 4, got {stages}")
         if depth not in LAYOUTS:
             raise ValueError(f"unknown ResNet depth {depth}; valid: {', '.join(map(str, LAYOUTS))}")
         if output_stride not in _DILATE:
@@ -153,6 +163,7 @@ class ResNet(nn.Module):
         self.output_stride = output_stride
         self.deep_stem = deep_stem
         self.width = width
+        self.stages = stages
         self._norm_layer = norm_layer
 
         if deep_stem:
@@ -177,14 +188,15 @@ class ResNet(nn.Module):
         self._inplanes = width
         self._dilation = 1
         dilate = _DILATE[output_stride]
-        self.layer1 = self._make_layer(block, width, counts[0])
-        self.layer2 = self._make_layer(block, width * 2, counts[1], 2, dilate[0])
-        self.layer3 = self._make_layer(block, width * 4, counts[2], 2, dilate[1])
-        self.layer4 = self._make_layer(block, width * 8, counts[3], 2, dilate[2])
-        self.out_channels: tuple[int, int] = (
-            width * 4 * block.expansion,
-            width * 8 * block.expansion,
-        )
+        channels = [width]  # after the stem, then after each stage
+        for i in range(stages):
+            stride, dilation = (1, False) if i == 0 else (2, dilate[i - 1])
+            planes = width * 2**i
+            self.add_module(
+                f"layer{i + 1}", self._make_layer(block, planes, counts[i], stride, dilation)
+            )
+            channels.append(planes * block.expansion)
+        self.out_channels: tuple[int, int] = (channels[max(stages - 1, 0)], channels[-1])
         self._init_weights()
 
     def _make_layer(
@@ -224,11 +236,11 @@ class ResNet(nn.Module):
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.stem(img) if self.deep_stem else self.relu(self.bn1(self.conv1(img)))
         x = self.maxpool(x)  # (B, w, H/4, W/4)
-        x = self.layer1(x)
-        x = self.layer2(x)  # (B, 2w*e, H/8, W/8)
-        c3 = self.layer3(x)  # (B, 4w*e, H/min(os,16), ...)
-        c4 = self.layer4(c3)  # (B, 8w*e, H/os, W/os)
-        return c3, c4
+        previous = x
+        for i in range(1, self.stages + 1):
+            # layer2: (B, 2w*e, H/8, W/8); layer3: (B, 4w*e, H/min(os,16), ...); layer4: H/os
+            previous, x = (x if i > 1 else previous), getattr(self, f"layer{i}")(x)
+        return previous, x  # (c3, c4) with all four stages
 
 
 def _first(keys: list[str], n: int = 5) -> str:

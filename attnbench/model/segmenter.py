@@ -56,19 +56,28 @@ def build_model(
     num_classes: int,
     module_name: str,
     module_params: Mapping[str, Any] | None = None,
+    *,
+    open_gate: bool = False,
 ) -> Segmenter:
     """Build the Segmenter that model_cfg (a ModelConfig) describes, with context module
-    `module_name`. Loads backbone.pretrained when set (UserError if it does not fit);
-    ValueError from modules.build (unknown name or hyper-parameter) propagates as is.
+    `module_name`, its gate opened when `open_gate`. Loads backbone.pretrained when set
+    (UserError if it does not fit); ValueError from modules.build (unknown name or
+    hyper-parameter) propagates as is.
     """
     bb, hd = model_cfg.backbone, model_cfg.head
     backbone = ResNet(
-        bb.depth, output_stride=bb.output_stride, deep_stem=bb.deep_stem, width=bb.width
+        bb.depth,
+        output_stride=bb.output_stride,
+        deep_stem=bb.deep_stem,
+        width=bb.width,
+        stages=bb.stages,
     )
     if bb.pretrained:
         load_torchvision_checkpoint(backbone, bb.pretrained)
     c3_channels, c4_channels = backbone.out_channels
     context = modules.build(module_name, hd.channels, **dict(module_params or {}))
+    if open_gate:
+        context.open_gate()
     head = SegHead(
         c4_channels,
         hd.channels,

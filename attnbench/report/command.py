@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import atomic_write_text
+from . import capability
 from .context import context_lines, cost_context, read_environment, read_experiment_config
 from .published import published_section
 from .sections import (
@@ -88,9 +89,35 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=3, help="validation images in the map figure")
 
 
+def build_suite_report(suite_dir: Path) -> list[Path]:
+    """The capability report of a probe suite (results/<suite>/<probe>/runs.csv each)."""
+    suite_dir = Path(suite_dir)
+    probes = capability.suite_probes(suite_dir)
+    if not probes:
+        raise UserError(f"{suite_dir}: no runs.csv, nor <probe>/runs.csv below it")
+    env = read_environment(suite_dir / probes[0])
+    config = read_experiment_config(suite_dir / probes[0])
+    train = config.get("train", {}) if isinstance(config, dict) else {}
+    context = [
+        f"device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}",
+        f"probes: {', '.join(probes)}; seeds: {', '.join(map(str, config.get('seeds', [])))}; "
+        f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')}",
+        "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes),
+    ]
+    return capability.build_capability_report(suite_dir, context)
+
+
 def command(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise UserError(f"--images: expected a positive number, got {args.images}")
-    report = build_report(args.exp_dir, maps=not args.no_maps, num_images=args.images)
+    exp_dir = Path(args.exp_dir)
+    if not (exp_dir / "runs.csv").is_file() and capability.suite_probes(exp_dir):
+        for probe in capability.suite_probes(exp_dir):
+            report = build_report(exp_dir / probe, maps=not args.no_maps, num_images=args.images)
+            print(f"wrote {report} and {report.with_name('summary.md')}")
+        for path in build_suite_report(exp_dir):
+            print(f"wrote {path}")
+        return 0
+    report = build_report(exp_dir, maps=not args.no_maps, num_images=args.images)
     print(f"wrote {report} and {report.with_name('summary.md')}")
     return 0

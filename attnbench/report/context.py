@@ -81,7 +81,8 @@ def context_lines(
     ]
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     if not sizes and data:
-        key = "image_size" if data.get("dataset", "synthetic") == "synthetic" else "crop_size"
+        generated = data.get("dataset", "synthetic") in ("synthetic", "probe")
+        key = "image_size" if generated else "crop_size"
         value = data.get(key)
         if value:
             side = value if isinstance(value, list) else [value]

@@ -1,4 +1,6 @@
-"""`python -m attnbench readme`: copy the quick experiment's summary into README.md.
+"""`python -m attnbench readme`: copy an experiment's summary into README.md.
+
+By default the probe suite's (results/probes): its capability table and figures.
 
 The README's results section sits between two markers and is rebuilt from
 results/<experiment>/summary.md and the figures beside it, never edited by hand.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from ..errors import UserError
@@ -24,11 +27,15 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
     if not summary.is_file():
         raise UserError(f"{summary}: no summary; run `python -m attnbench report {exp_dir}`")
     # The summary's headings sit under the README's "Results": two levels down.
+    prefix = Path(os.path.relpath(exp_dir.resolve(), readme_dir.resolve())).as_posix()
     body = [
-        f"##{line}" if line.startswith("#") else line for line in summary.read_text().split("\n")
+        _relink(f"##{line}" if line.startswith("#") else line, prefix)
+        for line in summary.read_text().split("\n")
     ]
     lines = [START, "", "\n".join(body).strip(), ""]
-    for name in FIGURES:
+    # A summary that shows its own figures (a probe suite's) needs none added.
+    shown = any(line.startswith("![") for line in body)
+    for name in () if shown else FIGURES:
         figure = exp_dir / name
         if not figure.is_file():
             raise UserError(f"{figure}: missing figure; run `python -m attnbench report {exp_dir}`")
@@ -36,6 +43,11 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
         lines += [f"![{figure.stem}]({rel.as_posix()})", ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _relink(line: str, prefix: str) -> str:
+    """Links relative to the summary's folder, made relative to the README's."""
+    return re.sub(r"\]\((?![a-z]+:|/|#)([^)]+)\)", lambda m: f"]({prefix}/{m.group(1)})", line)
 
 
 def update_readme(readme: Path, exp_dir: Path) -> bool:
@@ -56,7 +68,7 @@ def update_readme(readme: Path, exp_dir: Path) -> bool:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", type=Path, default=Path("README.md"))
-    p.add_argument("--experiment", type=Path, default=Path("results/quick"))
+    p.add_argument("--experiment", type=Path, default=Path("results/probes"))
 
 
 def command(args: argparse.Namespace) -> int:

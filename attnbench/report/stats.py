@@ -348,7 +348,10 @@ def sweep_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     A setting reads "param=value"; one without "=" counts as a value of "setting".
     """
     kept, _ = split_diverged(runs)
-    rows = kept[(kept["setting"] != "") & (kept["metric"] == "mIoU")].copy()
+    # The knock-out evaluation is a diagnostic, not a swept parameter: the capability
+    # table of a probe suite shows it.
+    swept = (kept["setting"] != "") & (kept["setting"] != "knockout")
+    rows = kept[swept & (kept["metric"] == "mIoU")].copy()
     if rows.empty:
         return {}
     parts = rows["setting"].str.partition("=")

@@ -21,8 +21,10 @@ from ..files import atomic_write_text, read_json, read_log
 RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "class_name", "value")
 CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 
-SCORES = ("mIoU", "pixel_acc", "mean_acc")
+SCORES = ("mIoU", "pixel_acc", "mean_acc", "long_range_mIoU")
+CURVES = ("mIoU", "long_range_mIoU", "engagement")
 TEXT = ("memory_kind", "cost_image_size")  # rows whose value is text, not a number
+DIAGNOSTICS = ("engagement", "receptive_field_px", "effective_receptive_field_px")
 COSTS = ("params", "params_module", "macs", "macs_module")
 # Training throughput (median over steady log intervals, its quartiles, the contended
 # flag as 0/1) and times: training only, and wall time with evaluations and checkpoints.
@@ -47,6 +49,7 @@ def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
         return [*base, setting, metric, class_name, _cell(value)]
 
     yield from _cost_context(row, metrics)
+    yield row("", "gate_open", int(metrics.get("gate") == "open"))
     if metrics.get("status") == "diverged":
         yield row("", "diverged", metrics["diverged_at"])
         for key in COSTS:
@@ -54,12 +57,16 @@ def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:
         return
     for setting, scores in [("", metrics), *((s["setting"], s) for s in metrics.get("sweep", []))]:
         for key in SCORES:
-            yield row(setting, key, scores[key])
+            if key in scores:  # long_range_mIoU: only data sets that declare such classes
+                yield row(setting, key, scores[key])
         for name, value in scores["iou"].items():
             yield row(setting, "iou", value, name)
         if setting == "":
             for key in (*TRAINING, *COSTS):
                 yield row("", key, metrics.get(key))
+            for key in DIAGNOSTICS:  # recorded where they apply (the field: probes only)
+                if key in metrics:
+                    yield row("", key, metrics[key])
 
 
 def _cost_context(row: Any, metrics: dict[str, Any]) -> Iterator[list[Any]]:
@@ -74,14 +81,17 @@ def _cost_context(row: Any, metrics: dict[str, Any]) -> Iterator[list[Any]]:
 def curve_rows(
     experiment: str, head: str, seed: int, log: Iterable[dict[str, Any]]
 ) -> Iterator[list[Any]]:
-    """loss and lr of every logged training interval, mIoU of every evaluation."""
+    """loss and lr of every logged training interval; mIoU (and, where recorded, the
+    long-range mIoU and the module's engagement) of every evaluation."""
     for record in log:
         event, it = record.get("event"), record.get("iteration")
         if event == "train":
             yield [experiment, head, seed, it, "loss", _cell(record.get("loss"))]
             yield [experiment, head, seed, it, "lr", _cell(record.get("lr"))]
         elif event in ("eval", "final"):
-            yield [experiment, head, seed, it, "mIoU", _cell(record.get("mIoU"))]
+            for key in CURVES:
+                if key in record:
+                    yield [experiment, head, seed, it, key, _cell(record[key])]
 
 
 def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:

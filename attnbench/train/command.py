@@ -31,7 +31,7 @@ import torch
 from .. import distributed, env, files, progress
 from ..distributed import DistInfo
 from ..errors import UserError
-from ..experiment.config import ExperimentConfig, dump_config, load_config
+from ..experiment.config import ExperimentConfig, dump_config, expand_probes, load_config
 from ..experiment.layout import DONE, experiment_dir
 from ..experiment.overrides import add_override_option
 from ..experiment.plan import Run, describe, plan_runs
@@ -54,9 +54,23 @@ def command(args: argparse.Namespace) -> int:
     if args.output_dir:
         cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
-    return run_experiment(
-        cfg, heads, config_path=args.config, dry_run=args.dry_run, report=not args.no_report
-    )
+    suite = expand_probes(cfg)
+    for part in suite:  # a probe suite: check every probe's plan before the first run
+        plan_runs(part, heads, str(args.config))
+    for part in suite:
+        run_experiment(
+            part, heads, config_path=args.config, dry_run=args.dry_run, report=not args.no_report
+        )
+    if cfg.probes and not args.dry_run and not args.no_report:
+        _build_capability_report(Path(cfg.output_dir) / cfg.name)
+    return 0
+
+
+def _build_capability_report(suite_dir: Path) -> None:
+    from ..report.command import build_suite_report
+
+    for path in build_suite_report(suite_dir):
+        print(f"wrote {path}")
 
 
 def run_experiment(
@@ -134,10 +148,8 @@ def _train_planned(
 
 
 def _render_synthetic(*datasets: Any, show: bool) -> None:
-    from ..data.synthetic import SyntheticShapes
-
     for dataset in datasets:
-        if isinstance(dataset, SyntheticShapes):
+        if hasattr(dataset, "render_all"):  # the generated data sets: embedded task, probes
             started = time.perf_counter()
             cached = dataset.render_all(show=show)
             if show:

@@ -34,6 +34,7 @@ from ..experiment.config import ExperimentConfig
 from ..experiment.plan import Run
 from ..progress import Progress
 from . import checkpoint
+from .diagnostics import context_figures
 from .evaluate import evaluate
 
 
@@ -298,7 +299,10 @@ def evaluate_during_training(
     distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN stats
     slide = run.cfg.sliding_window()
     scores = evaluate(model, val_loader, num_classes, slide=slide, amp=run.cfg.train.amp)
-    point = {"iteration": state.iteration, **_summary(scores)}
+    long_range = getattr(val_loader.dataset, "long_range_classes", ())
+    amp = run.cfg.train.amp
+    extra = context_figures(model, val_loader, scores["iou"], long_range, amp)
+    point = {"iteration": state.iteration, **_summary(scores), **extra}
     state.curve.append(point)
     log_event(run, {"event": "eval", **point})
 

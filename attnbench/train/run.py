@@ -12,8 +12,10 @@ from .. import distributed, env, files
 from ..cost import head_costs
 from ..experiment.config import dump_config
 from ..experiment.plan import Run, run_config
+from ..model.receptive_field import receptive_field
 from ..model.segmenter import build_model
 from . import checkpoint
+from .diagnostics import engagement, knocked_out, long_range_miou
 from .evaluate import evaluate
 from .loop import Diverged, TrainResult, log_event, train, validation_loader
 from .throughput import steady_throughput
@@ -25,7 +27,8 @@ def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]
     if run.dist.is_main:
         _write_run_files(run)
     env.seed_everything(run.seed)
-    model = build_model(run.cfg.model, num_classes, spec.module, spec.params)
+    open_gate = spec.gate == "open"
+    model = build_model(run.cfg.model, num_classes, spec.module, spec.params, open_gate=open_gate)
     figures = measure_costs(run, model, train_set)
     model, sync_bn = _place(run, model)
     base = _identity(run, sync_bn)
@@ -46,9 +49,15 @@ def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]
     hashes = distributed.all_gather_object(checkpoint.state_hash(model.state_dict()))
     val_loader = validation_loader(run, val_set)
     final = score(run, model, val_loader, class_names)
+    final["engagement"] = engagement(model, val_loader, run.cfg.train.amp)
+    if getattr(val_set, "long_range_classes", ()):  # the probes: how far the head sees
+        field = receptive_field(model, run.cfg.data.image_size)
+        final["receptive_field_px"], final["effective_receptive_field_px"] = field
     summary = {k: final[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
-    log_event(run, {"event": "final", "iteration": result.iterations, **summary})
+    diagnostics = {k: final[k] for k in ("long_range_mIoU", "engagement") if k in final}
+    log_event(run, {"event": "final", "iteration": result.iterations, **summary, **diagnostics})
     sweep = evaluation_sweep(run, model, val_loader, class_names)
+    sweep += knockout_evaluation(run, model, val_loader, class_names)
     if result.cuda_peak_bytes is not None:
         figures.update(head_costs.cuda_training_memory(result.cuda_peak_bytes))
         figures["train_memory_warmup_mb"] = (result.cuda_warmup_peak_bytes or 0) / 2**20
@@ -108,6 +117,7 @@ def _identity(run: Run, sync_bn: bool) -> dict[str, Any]:
         "experiment": run.cfg.name,
         "head": run.head.name,
         "module": run.head.module,
+        "gate": run.head.gate,
         "module_params": run.head.params,
         "seed": run.seed,
         "world_size": run.dist.world_size,
@@ -130,10 +140,14 @@ def score(
         slide=cfg.sliding_window(),
         amp=cfg.train.amp,
     )
+    long_range = long_range_miou(
+        scores["iou"], getattr(val_loader.dataset, "long_range_classes", ())
+    )
     return {
         "mIoU": scores["mIoU"],
         "pixel_acc": scores["pixel_acc"],
         "mean_acc": scores["mean_acc"],
+        **({"long_range_mIoU": long_range} if long_range is not None else {}),
         "iou": dict(zip(class_names, scores["iou"], strict=True)),
         "acc": dict(zip(class_names, scores["acc"], strict=True)),
     }
@@ -157,6 +171,18 @@ def evaluation_sweep(
         log_event(run, {"event": "sweep", "setting": point["setting"], "mIoU": point["mIoU"]})
     setattr(context, param, original)
     return sweep
+
+
+def knockout_evaluation(
+    run: Run, model: nn.Module, val_loader: DataLoader, class_names: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The scores with the context module replaced by the identity, when eval.knockout."""
+    if not run.cfg.eval.knockout:
+        return []
+    with knocked_out(model):
+        point = {"setting": "knockout", **score(run, model, val_loader, class_names)}
+    log_event(run, {"event": "sweep", "setting": "knockout", "mIoU": point["mIoU"]})
+    return [point]
 
 
 def _training_figures(run: Run, result: TrainResult) -> dict[str, Any]:

@@ -58,14 +58,18 @@ def test_count_matches_formula_and_flop_counter(built, name, size) -> None:
     if formula == 0:
         assert count.total == 0
         return
-    assert abs(count.total - formula) <= 0.01 * formula, (name, count.total, formula)
+    # pool's mean and add (2 N C elementwise) outweigh its C^2 conv: only the attention
+    # modules have elementwise work under 1% of the total.
+    if name != "pool":
+        assert abs(count.total - formula) <= 0.01 * formula, (name, count.total, formula)
     # The formula counts exactly the matrix part; nothing may be missing or extra there.
     assert count.matrix == pytest.approx(formula, rel=1e-6), (name, count.by_op)
     # torch's counter misses SDPA's CPU kernel (the nonlocal default): it counts the
     # explicit form of the same block, which runs only ops it covers.
     reference = flop_counter_count(_without_sdpa(module), x)
     assert not reference.uncovered, (name, reference.uncovered)
-    assert abs(count.total - reference.macs) <= 0.01 * reference.macs
+    if name != "pool":  # torch's counter skips the elementwise ops, as fvcore's default does
+        assert abs(count.total - reference.macs) <= 0.01 * reference.macs
     assert count.matrix == reference.macs, (name, count.by_op, reference.macs)
 
 

@@ -150,6 +150,8 @@ def test_dataset_info_and_bad_config():
     assert voc.num_classes == 21 and voc.class_names[15] == "person"
     assert dataset_info(data_cfg(dataset="cityscapes")).num_classes == 19
     assert dataset_info(data_cfg(dataset="ade20k")).num_classes == 150
+    retrieval = dataset_info(data_cfg(dataset="probe", probe="retrieval"))
+    assert retrieval.num_classes == 7 and retrieval.class_names[2] == "disk_white"
     with pytest.raises(UserError, match=r"data\.root"):
         build_dataset(data_cfg(dataset="voc"), "train", train=True)
     with pytest.raises(UserError, match="split"):

@@ -77,7 +77,7 @@ def test_dump_round_trips(yaml_file: Path, tmp_path: Path) -> None:
         ("heads.1.module=transformer", r"heads\.1\.module: unknown module 'transformer'; valid:"),
         ("heads.1.params.ratio=2", r"heads\.1\.params\.ratio: module 'nonlocal' has no such"),
         ("model.backbone.depth=19", r"model\.backbone\.depth: expected one of 18, 34, 50, 101"),
-        ("data.dataset=coco", r"data\.dataset: expected one of synthetic, voc"),
+        ("data.dataset=coco", r"data\.dataset: expected one of synthetic, probe, voc"),
         ("data.scale_range=[1]", r"data\.scale_range: expected a list of 2 values"),
         ("train.iterations=0", r"train\.iterations: expected a positive number"),
         ("heads.1.name=base", r"heads\.1\.name: head 'base' is named twice"),

@@ -249,3 +249,35 @@ def test_segmenter_without_aux_head_class() -> None:
     head = SegHead(backbone.out_channels[1], 16, 3, modules.build("none", 16))
     model = Segmenter(backbone, head).train()
     assert set(model(torch.randn(2, 3, 17, 19))) == {"out"}
+
+
+@pytest.mark.parametrize(
+    ("stages", "channels", "stride"),
+    [(0, (8, 8), 4), (1, (8, 8), 4), (2, (8, 16), 8), (4, (32, 64), 8)],
+)
+def test_fewer_stages_keep_the_first_layers_only(stages: int, channels, stride: int) -> None:
+    backbone = ResNet(18, width=8, stages=stages)
+    assert backbone.out_channels == channels
+    built = {name.split(".")[0] for name, _ in backbone.named_parameters()}
+    assert built == {"conv1", "bn1", *(f"layer{i}" for i in range(1, stages + 1))}
+    c3, c4 = backbone(torch.randn(1, 3, 64, 64))
+    assert c3.shape[1] == channels[0] and c4.shape[1:] == (channels[1], 64 // stride, 64 // stride)
+
+
+def _probe_model(stages: int, module: str = "none", open_gate: bool = False):
+    backbone = BackboneConfig(depth=18, width=8, stages=stages)
+    head = HeadConfig(channels=8, concat_input=False, aux=False)
+    return build_model(ModelConfig(backbone, head), 3, module, open_gate=open_gate)
+
+
+def test_the_stage_cut_bounds_the_receptive_field() -> None:
+    from attnbench.model.receptive_field import receptive_field
+
+    fields = [receptive_field(_probe_model(stages), 160) for stages in (0, 1, 2)]
+    # Stem 11 px wide, layer1 43, layer2 99, plus the head's two 3x3 convolutions at the
+    # last stride and the bilinear upsampling: half-widths 17, 33 and 67 or so.
+    supports = [field.support for field in fields]
+    assert 11 // 2 < supports[0] < supports[1] < supports[2] < 80, supports
+    assert all(field.effective <= field.support for field in fields)
+    # Attention sees the whole image: the support is the image's half-width.
+    assert receptive_field(_probe_model(0, "nonlocal", open_gate=True), 64).support == 32

@@ -13,7 +13,9 @@ from torch import nn
 
 import modules
 
-NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema"]
+NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
+# Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
+GATED = {"nonlocal", "a2", "ccnet", "danet", "ema"}
 # Small settings keep the suite fast; everything not named here keeps its default.
 KWARGS: dict[str, dict[str, object]] = {"ema": {"bases": 8}}
 MODULE_DIR = Path(modules.__file__).parent
@@ -58,7 +60,7 @@ def _frozen_names(module: nn.Module) -> set[str]:
     return matched
 
 
-def test_available_lists_the_seven_modules() -> None:
+def test_available_lists_the_seven_modules_and_the_pool_control() -> None:
     assert modules.available() == NAMES
 
 
@@ -144,6 +146,7 @@ EXPECTED_MAPS = {
     "isa": {"long_range": 1, "short_range": 1},
     "danet": {"position": 1, "channel": None},  # (B, C, C)
     "ema": {"responsibilities": "K"},
+    "pool": {"mean": 1},
 }
 
 
@@ -173,6 +176,23 @@ def test_attention_maps_shapes_and_no_side_effects(name: str, training: bool) ->
     if not training:
         with torch.no_grad():
             assert torch.equal(module(x), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
+    paper = _build(name).eval()
+    opened = _build(name).eval()
+    opened.open_gate()
+    x = torch.randn(2, 16, 9, 6)
+    with torch.no_grad():
+        before, after = paper(x), opened(x)
+    if name in GATED:
+        assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
+        if name in ("nonlocal", "a2", "ccnet"):  # their closed gate makes the block the identity
+            assert torch.equal(before, x)
+            assert not torch.allclose(after, x)
+    else:
+        assert torch.equal(before, after), f"{name} has no gate, yet open_gate changed it"
 
 
 def test_build_unknown_name_lists_valid_ones() -> None:

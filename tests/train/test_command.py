@@ -157,6 +157,8 @@ def test_run_writes_results_tables_and_skips_when_done(
         "macs_module",
         "memory_kind",
         "cost_image_size",
+        "gate_open",
+        "engagement",
     }
     base_text = {r["metric"]: r["value"] for r in rows if r["head"] == "base"}
     assert base_text["memory_kind"] == "cpu_saved_for_backward"
@@ -172,9 +174,11 @@ def test_run_writes_results_tables_and_skips_when_done(
         ("loss", "1"),
         ("lr", "1"),
         ("mIoU", "1"),
+        ("engagement", "1"),
         ("loss", "2"),
         ("lr", "2"),
         ("mIoU", "2"),
+        ("engagement", "2"),
     }
 
     # Again, with a changed execution-only key: nothing is retrained.

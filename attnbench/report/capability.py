@@ -1,0 +1,218 @@
+"""The capability table of a probe suite: probe x head, what each module buys and why.
+
+A suite (an experiment with `probes:`) keeps one experiment per probe under
+results/<suite>/<probe>/, each with its own runs.csv and curves.csv. From those alone
+this writes results/<suite>/capability.csv, summary.md (the table first), engagement.png
+and knockout.png.
+
+Per probe and head: the long-range mIoU (mean ± 95% t half-width over seeds), its
+difference to `none` paired by seed, the module's final engagement
+(||module(x) - x|| / ||x||), and the long-range mIoU with the module knocked out. The
+verdict reads them together:
+
+    solves          its 95% interval lies wholly above that of `none` (disjoint)
+    gate closed     not solved and engagement below GATE_CLOSED: the module never
+                    switched on, so the run cannot say whether it could have
+    no gain         not solved although the module is engaged
+    (baseline)      `none` itself
+
+A probe counts only when at least one head solves it: a probe nobody solves measures
+nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..data.probes import local_chance_iou
+from ..errors import UserError
+from ..figures import plt, save_figure
+from ..files import atomic_write_text
+from .stats import Interval, load_curves, load_runs, mean_interval, paired_difference
+
+GATE_CLOSED = 0.05  # engagement below this: the module has hardly changed its input
+BASELINE = "none"
+
+
+def _per_seed(runs: pd.DataFrame, head: str, metric: str, setting: str = "") -> dict[int, float]:
+    rows = runs[(runs["head"] == head) & (runs["metric"] == metric) & (runs["setting"] == setting)]
+    return {int(s): float(v) for s, v in zip(rows["seed"], rows["value"], strict=True)}
+
+
+def probe_rows(probe: str, runs: pd.DataFrame) -> list[dict]:
+    """One capability row per head of one probe's runs.csv."""
+    heads = list(dict.fromkeys(runs["head"]))
+    base = _per_seed(runs, BASELINE, "long_range_mIoU")
+    base_interval = mean_interval(base.values())
+    rows = []
+    for head in heads:
+        scores = _per_seed(runs, head, "long_range_mIoU")
+        if not scores:
+            continue
+        value = mean_interval(scores.values())
+        delta = paired_difference(scores, base) if head != BASELINE and base else None
+        engaged = mean_interval(_per_seed(runs, head, "engagement").values())
+        knocked = mean_interval(_per_seed(runs, head, "long_range_mIoU", "knockout").values())
+        gate = _per_seed(runs, head, "gate_open")
+        support = mean_interval(_per_seed(runs, head, "receptive_field_px").values())
+        effective = mean_interval(_per_seed(runs, head, "effective_receptive_field_px").values())
+        rows.append(
+            {
+                "probe": probe,
+                "head": head,
+                "module": runs.loc[runs["head"] == head, "module"].iloc[0],
+                "gate": "open" if any(gate.values()) else "paper",
+                "seeds": value.n,
+                "long_range_mean": value.mean,
+                "long_range_ci": value.half_width,
+                "delta_mean": delta.mean if delta else float("nan"),
+                "delta_ci": delta.half_width if delta else float("nan"),
+                "engagement": engaged.mean,
+                "knockout_mean": knocked.mean,
+                "receptive_field_px": support.mean,
+                "effective_receptive_field_px": effective.mean,
+                "verdict": _verdict(head, value, base_interval, engaged),
+            }
+        )
+    return rows
+
+
+def _verdict(head: str, value: Interval, base: Interval, engaged: Interval) -> str:
+    if head == BASELINE:
+        return "(baseline)"
+    if value.n >= 2 and base.n >= 2 and value.low > base.high:
+        return "solves"
+    if engaged.mean == engaged.mean and engaged.mean < GATE_CLOSED:
+        return "gate closed"
+    return "no gain"
+
+
+def suite_probes(suite_dir: Path) -> list[str]:
+    """The probes of a suite folder: its sub-folders that hold a runs.csv."""
+    return sorted(p.parent.name for p in Path(suite_dir).glob("*/runs.csv"))
+
+
+def capability_table(suite_dir: Path) -> pd.DataFrame:
+    probes = suite_probes(suite_dir)
+    if not probes:
+        raise UserError(f"{suite_dir}: no <probe>/runs.csv below it; run the probe suite first")
+    rows = []
+    for probe in probes:
+        runs, _ = load_runs(Path(suite_dir) / probe / "runs.csv")
+        rows += probe_rows(probe, runs)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, half: float) -> str:
+    if mean != mean:
+        return "–"
+    return f"{mean:.1f}" if half != half else f"{mean:.1f} ± {half:.1f}"
+
+
+def _field(r: object) -> str:
+    support, effective = r.receptive_field_px, r.effective_receptive_field_px
+    return "–" if support != support else f"{support:.0f} / {effective:.0f}"
+
+
+def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
+    chance = 100 * local_chance_iou()
+    lines = ["# Capability table", "", *[f"- {c}" for c in context], ""]
+    columns = ["probe", "head", "gate", "seeds", "long-range mIoU", "Δ vs `none`"]
+    columns += ["engagement", "knocked out", "receptive field (px)", "verdict"]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in table.itertuples(index=False):
+        cells = [r.probe, r.head, r.gate, str(r.seeds), _pm(r.long_range_mean, r.long_range_ci)]
+        cells.append("baseline" if r.head == BASELINE else _pm(r.delta_mean, r.delta_ci))
+        cells.append("–" if r.engagement != r.engagement else f"{r.engagement:.3f}")
+        cells += [_pm(r.knockout_mean, float("nan")), _field(r), r.verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    counted = table[table["verdict"] == "solves"].groupby("probe")["head"].apply(list)
+    lines += [
+        "",
+        f"Long-range mIoU: mean IoU (%) over the classes a local network cannot tell apart "
+        f"(every class but background); a network that sees no context scores at most "
+        f"{chance:.1f} in expectation (data/probes.py). ± is the half-width of the 95% "
+        f"Student-t interval over seeds; Δ is paired by seed; a head solves a probe when its "
+        f"interval lies wholly above that of `none`. Engagement: "
+        f"||module(x) − x|| / ||x|| on validation images at the end of training; below "
+        f"{GATE_CLOSED} the module has hardly switched on. Knocked out: the long-range mIoU "
+        f"with the module replaced by the identity at evaluation. Receptive field: how far "
+        f"from a pixel the trained head's prediction reaches (the gradient's support) / "
+        f"where 95% of its gradient lies (the effective field), mean over seeds.",
+        "",
+    ]
+    for probe in dict.fromkeys(table["probe"]):
+        solved = counted.get(probe, [])
+        lines.append(
+            f"- {probe}: solved by {', '.join(solved)}."
+            if solved
+            else f"- {probe}: no head separates from `none`, so this probe measures nothing here."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_engagement(suite_dir: Path, probes: list[str], path: Path) -> Path | None:
+    """Engagement against iteration, mean over seeds, one panel per probe."""
+    curves = [(p, load_curves(Path(suite_dir) / p / "curves.csv")) for p in probes]
+    curves = [(p, c[c["metric"] == "engagement"]) for p, c in curves if c is not None]
+    curves = [(p, c) for p, c in curves if not c.empty]
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4), squeeze=False)
+    for ax, (probe, data) in zip(axes[0], curves, strict=True):
+        for head, rows in data.groupby("head", sort=False):
+            mean = rows.groupby("iteration")["value"].mean()
+            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=head)
+        ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1)
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_xlim(left=0)
+        ax.set_title(f"{probe}: engagement over training")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("||module(x) − x|| / ||x||, mean over seeds")
+        ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def plot_knockout(table: pd.DataFrame, path: Path) -> Path | None:
+    """Long-range mIoU trained and with the module knocked out, per head, one panel per probe."""
+    probes = list(dict.fromkeys(table["probe"]))
+    if table["knockout_mean"].isna().all():
+        return None
+    chance = 100 * local_chance_iou()
+    fig, axes = plt.subplots(1, len(probes), figsize=(5.6 * len(probes), 4), squeeze=False)
+    for ax, probe in zip(axes[0], probes, strict=True):
+        rows = table[table["probe"] == probe]
+        x = range(len(rows))
+        errors = rows["long_range_ci"].fillna(0)  # one seed: no interval to draw
+        ax.bar([i - 0.2 for i in x], rows["long_range_mean"], 0.4, yerr=errors, capsize=3,
+               label="trained (± 95% CI)")  # fmt: skip
+        ax.bar([i + 0.2 for i in x], rows["knockout_mean"], 0.4, label="module knocked out")
+        ax.axhline(
+            chance, color="grey", linestyle="--", linewidth=1, label=f"no context ({chance:.0f})"
+        )
+        ax.set_xticks(list(x), rows["head"], rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{probe}: long-range mIoU (%)")
+        ax.legend(fontsize=7, loc="upper left")
+    return save_figure(fig, path)
+
+
+def build_capability_report(suite_dir: Path, context: list[str]) -> list[Path]:
+    """capability.csv, summary.md, engagement.png and knockout.png under suite_dir."""
+    suite_dir = Path(suite_dir)
+    table = capability_table(suite_dir)
+    written = [suite_dir / "capability.csv", suite_dir / "summary.md"]
+    atomic_write_text(written[0], table.to_csv(index=False, float_format="%.4f"))
+    text = render_markdown(table, context)
+    figures = [
+        plot_engagement(suite_dir, suite_probes(suite_dir), suite_dir / "engagement.png"),
+        plot_knockout(table, suite_dir / "knockout.png"),
+    ]
+    for figure in figures:
+        if figure is not None:
+            text += f"\n![{figure.stem}]({figure.name})\n"
+            written.append(figure)
+    atomic_write_text(written[1], text)
+    return written

@@ -1,0 +1,85 @@
+"""Diagnostics that tell "cannot" from "did not learn": engagement and knock-out.
+
+engagement  ||module(x) - x|| / ||x|| over validation images: how much the context
+            module changes its input. Zero-initialised gates start it at 0; a module
+            whose gate never opened stays near 0 and cannot have used any context.
+knock-out   the same evaluation with the context module replaced by the identity: the
+            long-range classes' IoU falls to chance when the module is what carries
+            the cue, and stays when the backbone or the rest of the head does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..env import autocast
+
+
+def _context(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    return model.head.context
+
+
+@torch.no_grad()
+def engagement(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
+    """||module(x) - x|| / ||x||, summed over the first `batches` validation batches."""
+    device = next(model.parameters()).device
+    change, size = torch.zeros((), device=device), torch.zeros((), device=device)
+
+    def measure(_module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        nonlocal change, size
+        x = inputs[0].float()  # (B, C, h, w)
+        change = change + (output.float() - x).square().sum()
+        size = size + x.square().sum()
+
+    was_training = model.training
+    model.eval()
+    handle = _context(model).register_forward_hook(measure)
+    try:
+        for i, (images, _) in enumerate(loader):
+            if i == batches:
+                break
+            with autocast(device, amp):
+                model(images.to(device, non_blocking=True))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return float((change / size.clamp_min(1e-12)).sqrt())
+
+
+@contextlib.contextmanager
+def knocked_out(model: nn.Module) -> Iterator[None]:
+    """Within the block, the context module passes its input through unchanged."""
+
+    def identity(_module: nn.Module, inputs: tuple[torch.Tensor], _output: Any) -> torch.Tensor:
+        return inputs[0]
+
+    handle = _context(model).register_forward_hook(identity)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def long_range_miou(iou: Sequence[float], classes: Sequence[int]) -> float | None:
+    """Mean IoU over the data set's long-range classes (those a local network cannot
+    tell apart); None for a data set that declares none. NaN classes are left out."""
+    values = [iou[c] for c in classes if iou[c] == iou[c]]
+    return sum(values) / len(values) if values else None
+
+
+def context_figures(
+    model: nn.Module, loader: DataLoader, iou: Sequence[float], classes: Sequence[int], amp: bool
+) -> dict[str, float]:
+    """What an evaluation point records beside mIoU: engagement, and the long-range mIoU."""
+    figures = {"engagement": engagement(model, loader, amp)}
+    value = long_range_miou(iou, classes)
+    if value is not None:
+        figures["long_range_mIoU"] = value
+    return figures

@@ -1,0 +1,73 @@
+"""The capability table of a probe suite, rebuilt from the per-probe CSVs alone."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from attnbench.report.capability import build_capability_report, capability_table
+from attnbench.report.tables import CURVE_COLUMNS, RUN_COLUMNS
+
+# head -> (long-range mIoU by seed, engagement, knocked-out long-range mIoU, gate open)
+RUNS = {
+    "none": ([31.0, 34.0, 33.0], 0.0, 31.0, 0),
+    "pool": ([80.0, 84.0, 78.0], 0.4, 30.0, 0),
+    "nonlocal": ([30.0, 35.0, 32.0], 0.01, 31.0, 0),
+    "nonlocal-open": ([36.0, 29.0, 37.0], 0.6, 20.0, 1),
+}
+
+
+def _write_probe(folder: Path, probe: str) -> None:
+    folder.mkdir(parents=True)
+    rows, curves = [], []
+    for head, (scores, engaged, knocked, gate) in RUNS.items():
+        module = head.split("-")[0]
+        for seed, score in enumerate(scores):
+            base = [f"suite/{probe}", head, module, seed]
+            rows += [
+                [*base, "", "gate_open", "", gate],
+                [*base, "", "long_range_mIoU", "", score],
+                [*base, "", "engagement", "", engaged],
+                [*base, "", "receptive_field_px", "", 17 if module == "none" else 48],
+                [*base, "", "effective_receptive_field_px", "", 6],
+                [*base, "knockout", "long_range_mIoU", "", knocked],
+            ]
+            curves += [
+                [f"suite/{probe}", head, seed, it, "engagement", engaged * it / 400]
+                for it in (200, 400)
+            ]
+    for name, header, body in (
+        ("runs.csv", RUN_COLUMNS, rows),
+        ("curves.csv", CURVE_COLUMNS, curves),
+    ):
+        with open(folder / name, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(body)
+
+
+def test_verdicts_tell_solved_from_closed_gates_and_from_no_gain(tmp_path: Path) -> None:
+    _write_probe(tmp_path / "pairing", "pairing")
+    table = capability_table(tmp_path).set_index("head")
+    assert table.loc["none", "verdict"] == "(baseline)"
+    assert table.loc["pool", "verdict"] == "solves"
+    assert table.loc["nonlocal", "verdict"] == "gate closed"
+    assert table.loc["nonlocal-open", "verdict"] == "no gain"
+    assert table.loc["nonlocal-open", "gate"] == "open"
+    assert abs(table.loc["pool", "delta_mean"] - (80 + 84 + 78 - 31 - 34 - 33) / 3) < 1e-9
+    assert table.loc["pool", "delta_ci"] > 0
+
+
+def test_the_report_puts_the_table_first_and_draws_both_figures(tmp_path: Path) -> None:
+    for probe in ("pairing", "retrieval"):
+        _write_probe(tmp_path / probe, probe)
+    written = build_capability_report(tmp_path, ["device: cpu"])
+    names = {path.name for path in written}
+    assert names == {"capability.csv", "summary.md", "engagement.png", "knockout.png"}
+    text = (tmp_path / "summary.md").read_text()
+    assert text.splitlines()[0] == "# Capability table"
+    assert text.index("| probe | head |") < text.index("![engagement]")
+    assert "- pairing: solved by pool." in text
+    assert pd.read_csv(tmp_path / "capability.csv").shape[0] == 2 * len(RUNS)
