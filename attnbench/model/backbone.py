@@ -47,6 +47,22 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
+def _deep_stem(width: int, norm_layer: NormLayer) -> nn.Sequential:
+    """Three 3x3 convolutions (width/2, width/2, width; the first with stride 2)."""
+    half = width // 2
+    return nn.Sequential(
+        _conv3x3(3, half, stride=2),
+        norm_layer(half),
+        nn.ReLU(inplace=True),
+        _conv3x3(half, half),
+        norm_layer(half),
+        nn.ReLU(inplace=True),
+        _conv3x3(half, width),
+        norm_layer(width),
+        nn.ReLU(inplace=True),
+    )
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
 
@@ -167,18 +183,7 @@ class ResNet(nn.Module):
         self._norm_layer = norm_layer
 
         if deep_stem:
-            half = width // 2
-            self.stem = nn.Sequential(
-                _conv3x3(3, half, stride=2),
-                norm_layer(half),
-                nn.ReLU(inplace=True),
-                _conv3x3(half, half),
-                norm_layer(half),
-                nn.ReLU(inplace=True),
-                _conv3x3(half, width),
-                norm_layer(width),
-                nn.ReLU(inplace=True),
-            )
+            self.stem = _deep_stem(width, norm_layer)
         else:
             self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
             self.bn1 = norm_layer(width)
