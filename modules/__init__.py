@@ -47,6 +47,11 @@ class ContextModule(Protocol):
         """(B, C, H, W) -> (B, C, H, W)."""
         ...
 
+    def open_gate(self) -> None:
+        """Open the zero-initialised gate the paper starts the block with (the fairness
+        ablation: `gate: open` in an experiment); a no-op for a module without one."""
+        ...
+
     def macs(self, height: int, width: int) -> int:
         """Multiply-accumulates of one forward on a (1, C, height, width) input, by formula."""
         ...

@@ -33,6 +33,11 @@ class GlobalPool(nn.Module):
     """x + ReLU(conv1x1(mean over positions of x)), broadcast back to every position."""
 
     FROZEN: tuple[str, ...] = ()
+    # Its map weighs every position 1/N for every query: nothing worth a figure.
+    MAIN_MAP: str | None = None
+    MAIN_MAP_ARGMAX: str | None = None
+    EXTRA_MAP: str | None = None
+    EXTRA_MAP_COUNT: int = 0
 
     def __init__(self, channels: int) -> None:
         super().__init__()
