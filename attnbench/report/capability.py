@@ -14,6 +14,7 @@ verdict reads them together:
     gate closed     not solved and engagement below GATE_CLOSED: the module never
                     switched on, so the run cannot say whether it could have
     no gain         not solved although the module is engaged
+    one seed        engaged, but a single seed has no interval to compare
     (baseline)      `none` itself
 
 A probe counts only when at least one head solves it: a probe nobody solves measures
@@ -84,6 +85,8 @@ def _verdict(head: str, value: Interval, base: Interval, engaged: Interval) -> s
         return "(baseline)"
     if value.n >= 2 and base.n >= 2 and value.low > base.high:
         return "solves"
+    if value.n < 2 and not engaged.mean < GATE_CLOSED:
+        return "one seed: no interval"
     if engaged.mean == engaged.mean and engaged.mean < GATE_CLOSED:
         return "gate closed"
     return "no gain"
@@ -165,8 +168,10 @@ def plot_engagement(suite_dir: Path, probes: list[str], path: Path) -> Path | No
         for head, rows in data.groupby("head", sort=False):
             mean = rows.groupby("iteration")["value"].mean()
             ax.plot(mean.index, mean.values, marker="o", markersize=3, label=head)
-        ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1)
+        ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1,
+                   label=f"{GATE_CLOSED}: below, the gate is closed")  # fmt: skip
         ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)  # a ratio of norms: nothing below 0 to show
         ax.set_xlim(left=0)
         ax.set_title(f"{probe}: engagement over training")
         ax.set_xlabel("iteration")
