@@ -59,18 +59,23 @@ def estimate(planned: list[Run]) -> tuple[float, bool] | None:
     return total, wall
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def header(cfg: ExperimentConfig, planned: list[Run]) -> str:
     """One line: how many runs, where they go, and how long they should take."""
     exp_dir = experiment_dir(cfg)
     heads = list(dict.fromkeys(p.head.name for p in planned))
     seeds = {p.seed for p in planned}
     shape = (
-        f"{len(heads)} heads x {len(seeds)} seeds"
+        f"{_count(len(heads), 'head')} x {_count(len(seeds), 'seed')}"
         if len(heads) * len(seeds) == len(planned)
-        else f"over {len(heads)} heads"
+        else f"over {_count(len(heads), 'head')}"
     )
     todo = sum(p.status != DONE for p in planned)
-    line = f"run {cfg.name}: {len(planned)} runs ({shape}), {todo} to train -> {exp_dir}/; "
+    runs = _count(len(planned), "run")
+    line = f"run {cfg.name}: {runs} ({shape}), {todo} to train -> {exp_dir}/; "
     found = estimate(planned)
     if todo == 0:
         return line + "nothing to train"

@@ -40,7 +40,7 @@ def test_a_tiny_run_prints_header_progress_table_and_files(
         os.umask(old)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
-        f"run tiny: 2 runs (2 heads x 1 seeds), 2 to train -> {exp}/; "
+        f"run tiny: 2 runs (2 heads x 1 seed), 2 to train -> {exp}/; "
         "no estimate (no earlier run recorded there): see the ETA below"
     )
     # Without a terminal the experiment's progress is a line after each run.
