@@ -1,8 +1,9 @@
 """`python -m attnbench report results/<experiment>`: summary.md, report.md and figures.
 
 Every table and figure except the attention maps is a function of runs.csv and
-curves.csv; env.json, metrics.json and config.yaml beside them only add context
-(device, torch version, threads, what the memory figure measures, the resolution).
+curves.csv (runs.csv also says what the memory figure measures and at which image
+size MACs are counted); each run's env.json and the experiment's config.yaml only add
+context (device, torch version, threads, the data set).
 """
 
 from __future__ import annotations
