@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .images import LabelledImages, ready_line
+from .images import LabelledImages, ready_line, require_labels
 from .transforms import IGNORE_INDEX
 
 # The 150 class names of objectInfo150 in label order (short forms, as mmsegmentation's
@@ -230,10 +230,7 @@ def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     if not images:
         raise UserError(f"no *.jpg files in {ade / 'images' / folder}; {layout_help(root)}")
     pairs = [(image, ade / "annotations" / folder / f"{image.stem}.png") for image in images]
-    for image, label in pairs:
-        if not label.is_file():
-            raise UserError(f"missing annotation {label} for {image.name}; {layout_help(root)}")
-    return pairs
+    return require_labels(pairs, "annotation", layout_help(root))
 
 
 class ADE20KSegmentation(LabelledImages):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .images import LabelledImages, ready_line
+from .images import LabelledImages, ready_line, require_labels
 from .transforms import IGNORE_INDEX
 
 # (labelId, name) of the 19 evaluated classes, in train-id order (cityscapesscripts labels.py).
@@ -108,10 +108,7 @@ def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     if not images:
         raise UserError(f"no *{IMAGE_SUFFIX} files under {image_dir}/<city>/; {layout_help(root)}")
     pairs = [(image, label_path(root, image, split)) for image in images]
-    for image, label in pairs:
-        if not label.is_file():
-            raise UserError(f"missing label {label} for {image.name}; {layout_help(root)}")
-    return pairs
+    return require_labels(pairs, "label", layout_help(root))
 
 
 class CityscapesSegmentation(LabelledImages):

@@ -55,6 +55,17 @@ def check_same_size(image: np.ndarray, label: np.ndarray, image_path: Path) -> N
         )
 
 
+def require_labels(
+    pairs: list[tuple[Path, Path]], what: str, layout: str
+) -> list[tuple[Path, Path]]:
+    """`pairs` as they are when every label file exists; else a UserError naming the first
+    missing one as `what` (label, annotation), with the layout the data set expects."""
+    for image, label in pairs:
+        if not label.is_file():
+            raise UserError(f"missing {what} {label} for {image.name}; {layout}")
+    return pairs
+
+
 class LabelledImages(Dataset):
     """(image, label) file pairs; a label's stored values go through `to_labels` (-> 0..K-1, 255).
 
