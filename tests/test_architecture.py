@@ -1,10 +1,14 @@
 """The package's shape: imports go down the layers only, no cycles, short functions and files.
 
-Layers, lowest first: the base files (attnbench/*.py), then model and data, the
-experiment, cost, train, the report, the studies; above them the entry module of
-each command (those cli.py imports), and cli.py itself on top. A module may import
-its own subpackage and anything in a lower layer, never a higher one: so `run`,
-a command, may write the report when its runs are done, but train/ may not.
+Layers, lowest first, follow the data: the base files (attnbench/*.py); model and
+data; measure (what a model costs); the experiment (YAML -> plan); train (runs ->
+run folders); the report (run folders -> CSV -> tables and figures); the studies
+(across experiments); cost (the `profile` and `cost` commands, which measure modules
+and recipes rather than runs); above them the entry module of each command (those
+cli.py imports), and cli.py itself on top. A module may import its own subpackage
+and anything in a lower layer, never a higher one: so `run`, a command, may write the
+report when its runs are done, but train/ may not, and neither train/ nor the report
+may reach into cost/.
 """
 
 from __future__ import annotations
@@ -15,8 +19,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "attnbench"
-LAYERS = {"model": 1, "data": 1, "experiment": 2, "cost": 3, "train": 4, "report": 5, "studies": 6}
-COMMAND_LAYER, CLI_LAYER = 7, 8
+LAYERS = {
+    "model": 1,
+    "data": 1,
+    "measure": 2,
+    "experiment": 3,
+    "train": 4,
+    "report": 5,
+    "studies": 6,
+    "cost": 7,
+}
+COMMAND_LAYER, CLI_LAYER = 8, 9
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 400
 
@@ -124,5 +137,7 @@ def test_the_checks_can_fail() -> None:
     assert "attnbench.report.command" in GRAPH["attnbench.train.command"]  # inside a function
     assert "attnbench.files" in GRAPH["attnbench.train.loop"]  # `from .. import files`
     assert _layer("attnbench.report.stats") > _layer("attnbench.train.loop")
+    assert _layer("attnbench.measure.head_costs") < _layer("attnbench.train.run")
+    assert _layer("attnbench.cost.cases") > _layer("attnbench.report.context")
     assert _layer("attnbench.files") == 0 and _layer("attnbench.cli") == CLI_LAYER
     assert _layer("attnbench.train.command") == COMMAND_LAYER > _layer("attnbench.train.run")

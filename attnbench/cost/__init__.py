@@ -1,1 +1,1 @@
-"""`profile`: MACs, parameters, memory and latency of every module and head."""
+"""`profile` and `cost`: the cost of every module and head, and of a recipe's training step."""

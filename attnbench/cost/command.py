@@ -41,10 +41,10 @@ import modules
 from ..env import REPO_ROOT, device_name, resolve_device
 from ..errors import UserError
 from ..files import atomic_write_text
-from .measure import Budget, Case, Measured, RunEnv, measure_case, measure_sweep_point, row
-from .memory import DESCRIPTIONS
+from ..measure.memory import DESCRIPTIONS
+from ..measure.timing import matmul_rate
+from .cases import Budget, Case, Measured, RunEnv, measure_case, measure_sweep_point, row
 from .report import fit_exponents, fit_markdown, formula_limit, paper_markdown, plot_sweep
-from .timing import matmul_rate
 
 PAPER = {"in_channels": 2048, "channels": 512, "head_sizes": (65, 97), "module_size": 97}
 QUICK = {"in_channels": 48, "channels": 32, "head_sizes": (9,), "module_size": 13}

@@ -45,10 +45,10 @@ from ..errors import UserError
 from ..experiment.config import ExperimentConfig, load_config
 from ..experiment.overrides import add_override_option
 from ..files import atomic_write_text
+from ..measure.memory import cpu_peak_bytes
 from ..model.segmenter import build_model
 from ..train.loop import build_optimizer, train_one_iteration
 from ..train.throughput import steady_throughput
-from .memory import cpu_peak_bytes
 from .recipe_report import recipe_markdown
 
 DEFAULT_RECIPE = Path("experiments/voc_heads.yaml")

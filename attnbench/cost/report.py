@@ -27,8 +27,8 @@ FIT_METRICS: dict[str, str] = {
 }
 MACS_HEADER = (
     "MACs = multiply-accumulates (FLOPs = 2 x MACs), one inference forward, batch as "
-    "listed; counted by fvcore with the handles of attnbench.flops (convs and matrix "
-    "products exactly; softmax 3, elementwise 1, reductions 1 per element)."
+    "listed; counted by fvcore with the handles of attnbench.measure.flops (convs and "
+    "matrix products exactly; softmax 3, elementwise 1, reductions 1 per element)."
 )
 
 
@@ -160,10 +160,11 @@ def paper_markdown(
         *env_lines(paper),
         _peak_line(paper),
         "- Memory: " + "; ".join(f"**{k}**: {v}" for k, v in memory_kinds.items()) + ".",
-        "- Scopes: 'module' = the context module alone, C -> C; 'head' = attnbench.head.SegHead "
-        "around it (3x3 reduce in -> C, module, 3x3 project, concat with the input and 3x3 "
-        "fuse, dropout, 1x1 classifier; no upsampling, which is the model's job), "
-        "in_channels -> classes. Input = channels x height x width, batch 1.",
+        "- Scopes: 'module' = the context module alone, C -> C; 'head' = "
+        "attnbench.model.head.SegHead around it (3x3 reduce in -> C, module, 3x3 project, "
+        "concat with the input and 3x3 fuse, dropout, 1x1 classifier; no upsampling, which "
+        "is the model's job), in_channels -> classes. Input = channels x height x width, "
+        "batch 1.",
         "- Latency: median ± IQR (torch.utils.benchmark, synchronised on CUDA); training "
         "step = forward + backward of the output's mean in train mode, no optimiser step.",
         "- Unsupported ops met by the MAC counter: "

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..cost.memory import DESCRIPTIONS
 from ..experiment.layout import run_folders
 from ..files import read_json
+from ..measure.head_costs import memory_meaning
 
 
 def read_environment(exp_dir: Path) -> dict[str, str]:
@@ -34,16 +34,6 @@ def read_environment(exp_dir: Path) -> dict[str, str]:
     return found
 
 
-# What the runner's memory kinds (attnbench/costs.py) measure.
-MEMORY_KINDS = {
-    "cuda_peak_allocated": "torch.cuda.max_memory_allocated over the whole training run, per "
-    "GPU: weights, optimizer state, activations and gradients",
-    "cpu_saved_for_backward": "bytes autograd saves for backward in one training forward of "
-    "the whole model at the per-process batch: activations only, not a peak, as CPU has no "
-    "allocator peak",
-}
-
-
 def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     """({head: memory_kind}, distinct MAC-count image sizes) from runs.csv's text rows."""
     kinds = text[text["metric"] == "memory_kind"]
@@ -54,9 +44,7 @@ def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
 
 def describe_memory_kind(kind: str) -> str:
     """The kind's label with what it measures, when known."""
-    meaning = MEMORY_KINDS.get(kind)
-    if meaning is None:
-        meaning = DESCRIPTIONS.get(kind)
+    meaning = memory_meaning(kind)
     return f"`{kind}` ({meaning})" if meaning else f"`{kind}`"
 
 

@@ -9,9 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import distributed, env, files
-from ..cost import head_costs
 from ..experiment.config import dump_config
 from ..experiment.plan import Run, run_config
+from ..measure import head_costs
 from ..model.receptive_field import receptive_field
 from ..model.segmenter import build_model
 from . import checkpoint

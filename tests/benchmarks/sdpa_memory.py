@@ -4,7 +4,7 @@
     PYTHONPATH=. python tests/benchmarks/sdpa_memory.py --size 96 --channels 128
 
 On CPU the figure is the profiler's allocation peak (allocated minus freed, the
-kind `cpu_alloc_peak` of attnbench.cost.memory); on CUDA the allocator's peak.
+kind `cpu_alloc_peak` of attnbench.measure.memory); on CUDA the allocator's peak.
 The explicit path at the default size holds 16384 x 16384 float32 matrices
 (1 GiB each): it needs several GiB of free memory.
 """
@@ -16,7 +16,7 @@ import argparse
 import torch
 
 import modules
-from attnbench.cost.memory import peak_memory
+from attnbench.measure.memory import peak_memory
 
 
 def measure(channels: int, size: int, device: torch.device) -> dict[str, float]:

@@ -23,9 +23,9 @@ import pytest
 import torch
 
 import modules
-from attnbench.cost.flops import count_macs, flop_counter_count
-from attnbench.cost.memory import inference_memory, saved_tensor_bytes, training_memory
-from attnbench.cost.timing import inference_step, training_step
+from attnbench.measure.flops import count_macs, flop_counter_count
+from attnbench.measure.memory import inference_memory, saved_tensor_bytes, training_memory
+from attnbench.measure.timing import inference_step, training_step
 
 SIZE = int(os.environ.get("ATTNBENCH_BENCH_SIZE", "65"))
 CHANNELS = 512

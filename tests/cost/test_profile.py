@@ -1,4 +1,4 @@
-"""Memory figures, timing, growth fits and the `profile` command in --quick mode."""
+"""Growth fits and the `profile` command in --quick mode."""
 
 from __future__ import annotations
 
@@ -8,61 +8,10 @@ import math
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
-import modules
 from attnbench.cost.command import _over_cap, command, configure_parser
-from attnbench.cost.memory import CPU_PEAK, inference_memory, saved_tensor_bytes, training_memory
 from attnbench.cost.report import fit_exponents, formula_limit
-from attnbench.cost.timing import time_callable
 from attnbench.errors import UserError
-
-
-def test_saved_bytes_count_activations_not_weights() -> None:
-    conv = nn.Conv2d(4, 4, 1)
-    x = torch.randn(1, 4, 8, 8, requires_grad=True)
-    # conv saves its input and its weight; the weight is the model's own, left out
-    assert saved_tensor_bytes(conv, x) == x.numel() * 4
-
-
-def test_saved_bytes_count_a_shared_storage_once() -> None:
-    class Twice(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return (x * x.view(-1).view_as(x)).sum()  # mul saves both views of x
-
-    x = torch.randn(2, 16, requires_grad=True)
-    assert saved_tensor_bytes(Twice(), x) == x.numel() * 4
-
-
-@pytest.mark.parametrize("name", ["nonlocal", "ccnet", "ema"])
-def test_memory_figures_are_positive_and_grow(name) -> None:
-    torch.manual_seed(0)
-    module = modules.build(name, 32)
-    figures = []
-    for size in (8, 16):
-        x = torch.randn(1, 32, size, size, requires_grad=True)
-        infer = inference_memory(module, x)
-        module.train()
-        figures.append((infer.bytes, saved_tensor_bytes(module, x), training_memory(module, x)))
-        assert infer.kind == CPU_PEAK and figures[-1][2].kind == CPU_PEAK
-    (i0, s0, t0), (i1, s1, t1) = figures
-    assert 0 < i0 < i1 and 0 < s0 < s1 and 0 < t0.bytes < t1.bytes
-    assert module.training and all(p.grad is None for p in module.parameters())
-
-
-def test_nonlocal_inference_memory_sees_the_attention_matrix() -> None:
-    x = torch.randn(1, 32, 24, 24)
-    n = 24 * 24
-    explicit = inference_memory(modules.build("nonlocal", 32, use_sdpa=False), x)
-    assert explicit.bytes >= n * n * 4  # the (N, N) float32 attention exists at some point
-    fused = inference_memory(modules.build("nonlocal", 32), x)  # SDPA, the default
-    assert fused.bytes < n * n * 4
-
-
-def test_time_callable_reports_median_and_spread() -> None:
-    a = torch.randn(64, 64)
-    lat = time_callable(lambda: a @ a, budget_s=0.05, min_samples=3, max_samples=10)
-    assert lat.median_s > 0 and lat.iqr_s >= 0 and 3 <= lat.samples <= 10 and lat.number >= 1
 
 
 def test_fit_recovers_known_exponents() -> None:
@@ -231,22 +180,6 @@ def test_latency_figure_leaves_the_identity_out_and_says_so() -> None:
     assert set(drawn["module"]) == {"a2"}
     assert "none (identity): 0.004–0.006 ms" in note
     assert _latency_note(latency[latency["module"] == "a2"])[1] == ""
-
-
-def test_reference_matmul_uses_the_convolutions_tf32_setting() -> None:
-    from attnbench.cost.timing import fastest_numerics
-
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
-    try:
-        # Only backend flags are touched, so a CUDA device object works without a GPU.
-        with fastest_numerics(torch.device("cuda"), torch.float32) as numerics:
-            assert torch.backends.cuda.matmul.allow_tf32 and "TF32 on" in numerics
-        assert not torch.backends.cuda.matmul.allow_tf32
-        with fastest_numerics(torch.device("cpu"), torch.float32) as numerics:
-            assert not torch.backends.cuda.matmul.allow_tf32 and "no TF32" in numerics
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from attnbench.cost.memory import cpu_peak_bytes
+from attnbench.measure.memory import cpu_peak_bytes
 from modules.non_local import NonLocal
 
 D = torch.float64

@@ -1,5 +1,5 @@
 """One profiling case: build a module (alone) or the shared head around it, then
-count, measure and time it. Rows come out in the tidy long format of profile.py."""
+count, measure and time it. Rows come out in the tidy long format of cost/command.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from torch import nn
 
 import modules
 
-from .flops import count_macs, eval_mode, flop_counter_count
-from .memory import SAVED, inference_memory, saved_tensor_bytes, training_memory
-from .timing import Latency, inference_step, time_callable, training_step
+from ..measure.flops import count_macs, eval_mode, flop_counter_count
+from ..measure.memory import SAVED, inference_memory, saved_tensor_bytes, training_memory
+from ..measure.timing import Latency, inference_step, time_callable, training_step
 
 MB = 2**20
 
@@ -114,7 +114,7 @@ def row(
     }
 
 
-FVCORE = "fvcore + attnbench.flops handles, eval mode"
+FVCORE = "fvcore + attnbench.measure.flops handles, eval mode"
 COUNTER = "torch.utils.flop_counter FLOPs / 2 (convs and matrix products only)"
 TIMER = "torch.utils.benchmark.Timer"
 

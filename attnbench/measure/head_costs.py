@@ -17,11 +17,24 @@ from typing import Any
 import torch
 
 from ..model.segmenter import Segmenter, count_parameters
+from . import memory
 from .flops import count_macs
 from .memory import saved_tensor_bytes
 
 CUDA_PEAK = "cuda_peak_allocated"
 CPU_SAVED = "cpu_saved_for_backward"
+MEMORY_KINDS = {
+    CUDA_PEAK: "torch.cuda.max_memory_allocated over the whole training run, per "
+    "GPU: weights, optimizer state, activations and gradients",
+    CPU_SAVED: "bytes autograd saves for backward in one training forward of "
+    "the whole model at the per-process batch: activations only, not a peak, as CPU has no "
+    "allocator peak",
+}
+
+
+def memory_meaning(kind: str) -> str | None:
+    """What a memory kind measures: a run's (above) or a profile's (measure/memory.py)."""
+    return MEMORY_KINDS.get(kind) or memory.DESCRIPTIONS.get(kind)
 
 
 def static_costs(model: Segmenter, image_size: tuple[int, int]) -> dict[str, Any]:

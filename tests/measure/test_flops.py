@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import modules
-from attnbench.cost.flops import (
+from attnbench.measure.flops import (
     MATRIX_OPS,
     build_handles,
     count_macs,
