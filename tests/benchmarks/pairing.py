@@ -54,16 +54,16 @@ class Setup:
     x: torch.Tensor
     grad: torch.Tensor
 
-    def _step(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def step(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.module.zero_grad(set_to_none=True)
         self.x.grad = None
         forward(self.x).backward(self.grad)
 
     def ours(self) -> None:
-        self._step(self.module)
+        self.step(self.module)
 
     def peer(self) -> None:
-        self._step(lambda t: PEERS[self.name](self.module, t))
+        self.step(lambda t: PEERS[self.name](self.module, t))
 
 
 def build(name: str, shape: tuple[int, ...] = SHAPE, device: str = "cpu") -> Setup:

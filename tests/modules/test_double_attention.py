@@ -119,10 +119,18 @@ def test_attention_maps(gather: str) -> None:
     torch.testing.assert_close(m(x), before, rtol=0, atol=0)
 
 
-def test_macs_match_flop_counter() -> None:
+@pytest.mark.parametrize(
+    ("height", "width", "order_macs"),
+    [
+        (5, 7, 16 * 3 * (6 + 35)),  # W first: (W G) D
+        (1, 1, 1 * 6 * (3 + 16)),  # distribution first: W (G D)
+    ],
+)
+def test_macs_match_flop_counter(height: int, width: int, order_macs: int) -> None:
     m = DoubleAttention(16, c_m=6, c_n=3)
-    x = torch.randn(1, 16, 5, 7)
+    x = torch.randn(1, 16, height, width)
     with FlopCounterMode(display=False) as counter:
         m(x)
-    assert counter.get_total_flops() == 2 * m.macs(5, 7)
-    assert m.macs(5, 7) == 35 * 16 * (6 + 6) + 2 * 35 * 6 * 3 + 35 * 6 * 16
+    n = height * width
+    assert counter.get_total_flops() == 2 * m.macs(height, width)
+    assert m.macs(height, width) == n * 16 * (6 + 6) + n * 6 * 3 + order_macs
