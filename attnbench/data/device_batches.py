@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from . import sampling
+from .probes import ProbeTask
 from .synthetic import SyntheticShapes
 from .transforms import SegTransform
 
@@ -28,8 +29,8 @@ RESIDENT_FRACTION = 0.25
 
 
 def resident_fits(dataset: object, device: torch.device) -> bool:
-    """Whether `dataset` can live on `device`: a synthetic set flipped only, small enough."""
-    if not isinstance(dataset, SyntheticShapes):
+    """Whether `dataset` can live on `device`: a generated set flipped only, small enough."""
+    if not isinstance(dataset, (SyntheticShapes, ProbeTask)):
         return False
     t = dataset.transform
     if not isinstance(t, SegTransform) or t.scale_range is not None or t.crop_size is not None:
@@ -47,7 +48,7 @@ class ResidentBatches:
 
     def __init__(
         self,
-        dataset: SyntheticShapes,
+        dataset: SyntheticShapes | ProbeTask,
         batches: sampling.IterationBatches,
         seed: int,
         device: torch.device,

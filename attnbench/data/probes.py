@@ -158,14 +158,19 @@ class ProbeTask(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < self.size:
             raise IndexError(index)
+        image, label = self.raw_item(index)
+        img, lab = image.clone(), label.long()  # copies: transforms may write
+        return self.transform(img, lab) if self.transform is not None else (img, lab)
+
+    def raw_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item `index` before the transform, from the render cache: read it, never write."""
         key = (self._render_key, index)
         cached = _RENDERED.get(key)
         if cached is None:
             image, label, _ = self.sample(index)
             cached = (torch.from_numpy(image), torch.from_numpy(label))
             _RENDERED.put(key, cached)
-        img, lab = cached[0].clone(), cached[1].long()  # copies: transforms may write
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
+        return cached
 
     def render_all(self, show: bool = True) -> int:
         """Draw every item into the process cache before training; returns how many fit."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from attnbench.data import sampling
 from attnbench.data.device_batches import ResidentBatches, prefetched, resident_fits
+from attnbench.data.probes import ProbeTask
 from attnbench.data.synthetic import SyntheticShapes
 from attnbench.data.transforms import SegTransform
 
@@ -14,8 +16,13 @@ def _dataset() -> SyntheticShapes:
     return SyntheticShapes("train", size=12, image_size=16, transform=SegTransform(flip=True))
 
 
-def test_resident_batches_equal_the_loader_bit_for_bit() -> None:
-    dataset = _dataset()
+def _probe() -> ProbeTask:
+    return ProbeTask("train", size=12, image_size=16, transform=SegTransform(flip=True))
+
+
+@pytest.mark.parametrize("make", [_dataset, _probe], ids=["synthetic", "probe"])
+def test_resident_batches_equal_the_loader_bit_for_bit(make) -> None:
+    dataset = make()
     cpu = torch.device("cpu")
 
     def batches() -> sampling.IterationBatches:
@@ -41,9 +48,9 @@ def test_prefetched_moves_and_formats_every_batch() -> None:
     assert torch.equal(out[1][0], batch[0]) and torch.equal(out[1][1], batch[1])
 
 
-def test_only_a_flip_only_synthetic_set_is_held_on_the_device() -> None:
+def test_only_a_flip_only_generated_set_is_held_on_the_device() -> None:
     cpu = torch.device("cpu")
-    assert resident_fits(_dataset(), cpu)
+    assert resident_fits(_dataset(), cpu) and resident_fits(_probe(), cpu)
     cropped = SyntheticShapes("train", size=4, image_size=16, transform=SegTransform(crop_size=8))
     assert not resident_fits(cropped, cpu)
     assert not resident_fits([(torch.zeros(3, 4, 4), torch.zeros(4, 4))], cpu)
