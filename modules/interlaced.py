@@ -78,7 +78,12 @@ def _keep_buffers(module: nn.Module) -> Iterator[None]:
 
 
 class _SelfAttention(nn.Module):
-    """Scaled dot-product self-attention over all positions of each (M, C, h, w) map."""
+    """Scaled dot-product self-attention over all positions of each (M, C, h, w) map.
+
+    Meant for channels-last maps (memory (M, h, w, C)): the 1x1 convolutions are then
+    one matrix product over all M*h*w positions, and q, k, v come out as (M, n, C)
+    without a copy. Any layout gives the same result.
+    """
 
     def __init__(self, channels: int, key_channels: int) -> None:
         super().__init__()
@@ -93,13 +98,25 @@ class _SelfAttention(nn.Module):
         self.out = nn.Sequential(*_conv_bn_relu(channels, channels))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.query(x).flatten(2)  # (M, Ck, n)
-        k = self.key(x).flatten(2)  # (M, Ck, n)
-        v = self.value(x).flatten(2)  # (M, C, n)
-        energy = torch.bmm(q.transpose(1, 2), k) * self.key_channels**-0.5  # (M, n, n)
+        m, c, h, w = x.shape
+        q = _positions_last(self.query(x))  # (M, n, Ck)
+        k = _positions_last(self.key(x))  # (M, n, Ck)
+        v = _positions_last(self.value(x))  # (M, n, C)
+        energy = torch.bmm(q, k.transpose(1, 2)) * self.key_channels**-0.5  # (M, n, n)
         attention = torch.softmax(energy, dim=-1)
-        context = torch.bmm(v, attention.transpose(1, 2)).view_as(x)  # (M, C, h, w)
-        return self.out(context), attention
+        context = torch.bmm(attention, v).view(m, h, w, c)  # (M, h, w, C)
+        return self.out(_channels_first(context)), attention
+
+
+def _positions_last(t: torch.Tensor) -> torch.Tensor:
+    """(M, C, h, w) -> (M, h*w, C); a view when t is channels-last."""
+    m, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(m, h * w, c)
+
+
+def _channels_first(t: torch.Tensor) -> torch.Tensor:
+    """(M, h, w, C) -> the (M, C, h, w) view of it, channels-last in memory."""
+    return t.permute(0, 3, 1, 2)
 
 
 class InterlacedSparseAttention(nn.Module):
@@ -148,19 +165,24 @@ class InterlacedSparseAttention(nn.Module):
         batch, channels, height, width = x.shape
         ph, pw = self.down_factor
         top, bottom, left, right = self._padding(height, width)
-        feats = F.pad(x, (left, right, top, bottom))  # (B, C, Hp, Wp)
-        gh, gw = feats.shape[2] // ph, feats.shape[3] // pw
+        # Positions before channels from here on (B, H, W, C): each regrouping below is
+        # one copy, and both blocks get channels-last maps (see _SelfAttention).
+        feats = x.permute(0, 2, 3, 1)
+        if top + bottom + left + right:
+            feats = F.pad(feats, (0, 0, left, right, top, bottom))  # (B, Hp, Wp, C)
+        gh, gw = feats.shape[1] // ph, feats.shape[2] // pw
         # Same offset (a, b) inside the blocks -> one long-range group.
-        feats = feats.reshape(batch, channels, gh, ph, gw, pw).permute(0, 3, 5, 1, 2, 4)
-        feats = feats.reshape(batch * ph * pw, channels, gh, gw)
-        feats, long_att = self.long_range(feats)  # (B*Ph*Pw, C, gh, gw)
+        feats = feats.reshape(batch, gh, ph, gw, pw, channels).permute(0, 2, 4, 1, 3, 5)
+        feats = feats.reshape(batch * ph * pw, gh, gw, channels)
+        feats, long_att = self.long_range(_channels_first(feats))  # (B*Ph*Pw, C, gh, gw)
         # Same block (i, j) -> one short-range group.
-        feats = feats.reshape(batch, ph, pw, channels, gh, gw).permute(0, 4, 5, 3, 1, 2)
-        feats = feats.reshape(batch * gh * gw, channels, ph, pw)
-        feats, short_att = self.short_range(feats)  # (B*gh*gw, C, Ph, Pw)
-        feats = feats.reshape(batch, gh, gw, channels, ph, pw).permute(0, 3, 1, 4, 2, 5)
-        feats = feats.reshape(batch, channels, gh * ph, gw * pw)  # (B, C, Hp, Wp)
-        return feats[:, :, top : top + height, left : left + width], long_att, short_att
+        feats = feats.permute(0, 2, 3, 1).reshape(batch, ph, pw, gh, gw, channels)
+        feats = feats.permute(0, 3, 4, 1, 2, 5).reshape(batch * gh * gw, ph, pw, channels)
+        feats, short_att = self.short_range(_channels_first(feats))  # (B*gh*gw, C, Ph, Pw)
+        feats = feats.permute(0, 2, 3, 1).reshape(batch, gh, gw, ph, pw, channels)
+        feats = feats.permute(0, 1, 3, 2, 4, 5).reshape(batch, gh * ph, gw * pw, channels)
+        feats = feats[:, top : top + height, left : left + width]  # (B, H, W, C)
+        return _channels_first(feats), long_att, short_att
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context, _, _ = self._context(x)  # (B, C, H, W)
