@@ -12,14 +12,19 @@ model predicts 150 classes, 0..149.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import UserError
-from .images import LabelledImages, ready_line, require_labels
+from .images import (
+    LabelledImages,
+    check_split,
+    labelled_pairs,
+    read_index_png,
+    ready_line,
+)
 from .transforms import IGNORE_INDEX
 
 # The 150 class names of objectInfo150 in label order (short forms, as mmsegmentation's
@@ -218,35 +223,36 @@ def find_ade_dir(root: str | Path) -> Path | None:
     return None
 
 
+def read_label(path: Path, layout: str) -> np.ndarray:
+    """(H, W) uint8 class ids of a annotation PNG: 0..149 and 255."""
+    return reduce_zero_label(read_index_png(path, layout))
+
+
 def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     """(image, annotation) paths of a split, sorted; stops at the first missing annotation."""
-    if split not in SPLITS:
-        raise UserError(f"ADE20K split must be one of {', '.join(SPLITS)}, got {split!r}")
+    check_split("ADE20K", split, SPLITS)
     ade = find_ade_dir(root)
     if ade is None:
         raise UserError(f"no ADE20K found under {root}; {layout_help(root)}")
     folder = SPLITS[split]
     images = sorted((ade / "images" / folder).glob("*.jpg"))
-    if not images:
-        raise UserError(f"no *.jpg files in {ade / 'images' / folder}; {layout_help(root)}")
-    pairs = [(image, ade / "annotations" / folder / f"{image.stem}.png") for image in images]
-    return require_labels(pairs, "annotation", layout_help(root))
+    return labelled_pairs(
+        images,
+        lambda image: ade / "annotations" / folder / f"{image.stem}.png",
+        "annotation",
+        f"no *.jpg files in {ade / 'images' / folder}",
+        layout_help(root),
+    )
 
 
-class ADE20KSegmentation(LabelledImages):
+class ADE20KSegmentation(
+    LabelledImages,
+    class_names=CLASS_NAMES,
+    pairs=list_pairs,
+    layout=layout_help,
+    read_label=read_label,
+):
     """ADE20K images and 150-class labels (0 ignored); items are `transform(image, label)`."""
-
-    class_names = CLASS_NAMES
-    num_classes = NUM_CLASSES
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
-    ) -> None:
-        super().__init__(list_pairs(root, split), layout_help(root), reduce_zero_label, transform)
-        self.split = split
 
 
 def summarise(root: Path) -> dict[str, int]:

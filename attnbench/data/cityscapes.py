@@ -17,14 +17,18 @@ says what to put where.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import UserError
-from .images import LabelledImages, ready_line, require_labels
+from .images import (
+    LabelledImages,
+    check_split,
+    labelled_pairs,
+    read_index_png,
+    ready_line,
+)
 from .transforms import IGNORE_INDEX
 
 # (labelId, name) of the 19 evaluated classes, in train-id order (cityscapesscripts labels.py).
@@ -96,35 +100,35 @@ def label_path(root: Path, image: Path, split: str) -> Path:
     return root / "gtFine" / split / city / f"{stem}{LABEL_SUFFIX}"
 
 
+def read_label(path: Path, layout: str) -> np.ndarray:
+    """(H, W) uint8 class ids of a labelIds PNG as train ids: 0..18 and 255."""
+    return to_train_ids(read_index_png(path, layout))
+
+
 def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     """(image, label) paths of a split, sorted; stops at an empty split or a missing label."""
-    if split not in SPLITS:
-        raise UserError(f"Cityscapes split must be one of {', '.join(SPLITS)}, got {split!r}")
+    check_split("Cityscapes", split, SPLITS)
     root = Path(root)
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
         raise UserError(f"no Cityscapes images: {image_dir} is missing; {layout_help(root)}")
-    images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
-    if not images:
-        raise UserError(f"no *{IMAGE_SUFFIX} files under {image_dir}/<city>/; {layout_help(root)}")
-    pairs = [(image, label_path(root, image, split)) for image in images]
-    return require_labels(pairs, "label", layout_help(root))
+    return labelled_pairs(
+        sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}")),
+        lambda image: label_path(root, image, split),
+        "label",
+        f"no *{IMAGE_SUFFIX} files under {image_dir}/<city>/",
+        layout_help(root),
+    )
 
 
-class CityscapesSegmentation(LabelledImages):
+class CityscapesSegmentation(
+    LabelledImages,
+    class_names=CLASS_NAMES,
+    pairs=list_pairs,
+    layout=layout_help,
+    read_label=read_label,
+):
     """Cityscapes images and 19-class train-id labels; items are `transform(image, label)`."""
-
-    class_names = CLASS_NAMES
-    num_classes = NUM_CLASSES
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
-    ) -> None:
-        super().__init__(list_pairs(root, split), layout_help(root), to_train_ids, transform)
-        self.split = split
 
 
 def unzip_present_archives(root: Path) -> None:

@@ -7,8 +7,9 @@ instead of a PIL traceback from inside a DataLoader worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,11 +56,20 @@ def check_same_size(image: np.ndarray, label: np.ndarray, image_path: Path) -> N
         )
 
 
-def require_labels(
-    pairs: list[tuple[Path, Path]], what: str, layout: str
+def check_split(dataset: str, split: str, splits: Iterable[str]) -> None:
+    if split not in splits:
+        raise UserError(f"{dataset} split must be one of {', '.join(splits)}, got {split!r}")
+
+
+def labelled_pairs(
+    images: list[Path], label_of: Callable[[Path], Path], what: str, empty: str, layout: str
 ) -> list[tuple[Path, Path]]:
-    """`pairs` as they are when every label file exists; else a UserError naming the first
-    missing one as `what` (label, annotation), with the layout the data set expects."""
+    """(image, label_of(image)) for every image, when there are images and every label file
+    exists; else a UserError saying `empty`, or naming the first missing file as `what`
+    (label, annotation), with the layout the data set expects."""
+    if not images:
+        raise UserError(f"{empty}; {layout}")
+    pairs = [(image, label_of(image)) for image in images]
     for image, label in pairs:
         if not label.is_file():
             raise UserError(f"missing {what} {label} for {image.name}; {layout}")
@@ -67,21 +77,41 @@ def require_labels(
 
 
 class LabelledImages(Dataset):
-    """(image, label) file pairs; a label's stored values go through `to_labels` (-> 0..K-1, 255).
+    """One split of a data set stored as (image, label) file pairs.
 
-    Items are `transform(image, label)`: float32 (3, H, W) in [0, 1] and int64 (H, W).
+    A subclass names, in its class statement, its class names and three functions of its
+    module: `pairs(root, split)`, the split's (image, label) paths; `layout(root)`, one
+    line saying what root must hold; `read_label(path, layout)`, a label file as (H, W)
+    uint8 class ids 0..K-1 and 255. Items are `transform(image, label)`: float32
+    (3, H, W) in [0, 1] and int64 (H, W).
     """
+
+    class_names: tuple[str, ...]
+    num_classes: int
+
+    def __init_subclass__(
+        cls,
+        *,
+        class_names: tuple[str, ...],
+        pairs: Callable[[str | Path, str], list[tuple[Path, Path]]],
+        layout: Callable[[str | Path], str],
+        read_label: Callable[[Path, str], np.ndarray],
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.class_names, cls.num_classes = class_names, len(class_names)
+        cls._pairs, cls._layout = staticmethod(pairs), staticmethod(layout)
+        cls._read_label = staticmethod(read_label)
 
     def __init__(
         self,
-        pairs: list[tuple[Path, Path]],
-        layout: str,
-        to_labels: Callable[[np.ndarray], np.ndarray],
+        root: str | Path,
+        split: str = "train",
         transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
     ) -> None:
-        self.pairs = pairs
-        self.layout = layout
-        self.to_labels = to_labels
+        self.pairs = self._pairs(root, split)
+        self.layout = self._layout(root)
+        self.split = split
         self.transform = transform
 
     def __len__(self) -> int:
@@ -90,7 +120,7 @@ class LabelledImages(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
         image = read_rgb(image_path, self.layout)
-        label = self.to_labels(read_index_png(label_path, self.layout))
+        label = self._read_label(label_path, self.layout)
         check_same_size(image, label, image_path)
         img, lab = to_tensors(image, label)
         return self.transform(img, lab) if self.transform is not None else (img, lab)

@@ -44,21 +44,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from .rendered import RenderedImages
 from .synthetic import (
     _BOUND,
-    _RENDERED,
     KIND_COLOUR_JITTER,
     KIND_COLOURS,
     KINDS,
     MIN_COLOUR_CONTRAST,
     SPLIT_STREAMS,
+    Shape,
     _inside,
+    kind_class,
 )
 
 PROBES = ("pairing", "retrieval")
@@ -73,23 +73,6 @@ MARKER_CONTRAST = 0.5  # minimum RGB distance of the background and the shapes t
 MARKER_RADIUS = 0.6  # of the half-width of the usable part of a cell
 
 
-@dataclass(frozen=True)
-class Item:
-    """A shape (kind >= 0) or the retrieval marker (kind -1, a disk), placed in one cell."""
-
-    kind: int
-    label: int  # class id painted under the item (0 under the marker: it is background)
-    cy: float
-    cx: float
-    radius: float  # equal-area radius in pixels
-    angle: float
-    colour: tuple[float, float, float]
-
-    @property
-    def outline(self) -> int:
-        return max(self.kind, 0)  # the marker is drawn as a disk
-
-
 def alone_balancing_empty(grid: int) -> float:
     """P(cell empty) for which a shape is alone with probability 1/2 (pairing probe)."""
     # A shape is alone when none of the other g^2 - 1 cells holds its kind, each with
@@ -98,7 +81,7 @@ def alone_balancing_empty(grid: int) -> float:
     return max(0.0, 1 - len(KINDS) * q)
 
 
-class ProbeTask(Dataset):
+class ProbeTask(RenderedImages):
     """One context probe: `size` images of `image_size` pixels, items (image, label)."""
 
     long_range_classes = LONG_RANGE_CLASSES
@@ -152,38 +135,11 @@ class ProbeTask(Dataset):
         """The least distance between pixels of items in different cells."""
         return 2 * self.margin * self.cell_px
 
-    def __len__(self) -> int:
-        return self.size
+    @property
+    def render_label(self) -> str:
+        return f"rendering {self.probe} {self.split}"
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        image, label = self.raw_item(index)
-        img, lab = image.clone(), label.long()  # copies: transforms may write
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
-
-    def raw_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item `index` before the transform, from the render cache: read it, never write."""
-        key = (self._render_key, index)
-        cached = _RENDERED.get(key)
-        if cached is None:
-            image, label, _ = self.sample(index)
-            cached = (torch.from_numpy(image), torch.from_numpy(label))
-            _RENDERED.put(key, cached)
-        return cached
-
-    def render_all(self, show: bool = True) -> int:
-        """Draw every item into the process cache before training; returns how many fit."""
-        from tqdm import tqdm
-
-        cached = 0
-        for index in tqdm(range(self.size), desc=f"rendering {self.probe} {self.split}",
-                          disable=None if show else True):  # fmt: skip
-            self[index]
-            cached += _RENDERED.get((self._render_key, index)) is not None
-        return cached
-
-    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, list[Item]]:
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, list[Shape]]:
         """float32 (3, H, W) image in [0, 1], uint8 (H, W) label, and the items drawn.
 
         The marker of `retrieval` is the item of kind -1 (colour black or white).
@@ -201,7 +157,7 @@ class ProbeTask(Dataset):
         np.clip(image, 0.0, 1.0, out=image)
         return image, label, items
 
-    def _layout(self, rng: np.random.Generator, background: np.ndarray) -> list[Item]:
+    def _layout(self, rng: np.random.Generator, background: np.ndarray) -> list[Shape]:
         cells = self.grid * self.grid
         if self.probe == "retrieval":
             marker_cell, marker = int(rng.integers(cells)), int(rng.integers(2))
@@ -219,12 +175,12 @@ class ProbeTask(Dataset):
                 continue
             # retrieval: the marker's colour; pairing: whether the kind is alone.
             second = marker if self.probe == "retrieval" else int(kinds.count(item.kind) == 1)
-            items[i] = dataclasses.replace(item, label=1 + 2 * item.kind + second)
+            items[i] = dataclasses.replace(item, label=kind_class(item.kind, second))
         return items
 
     def _place(
         self, rng: np.random.Generator, cell: int, kind: int, marker: int, background: np.ndarray
-    ) -> Item:
+    ) -> Shape:
         half = self.cell_px * (0.5 - self.margin)  # half-width of the usable square
         if kind < 0:
             radius = bound = MARKER_RADIUS * half
@@ -239,7 +195,8 @@ class ProbeTask(Dataset):
         cy = (row + 0.5) * self.cell_px + rng.uniform(-slack, slack)
         cx = (col + 0.5) * self.cell_px + rng.uniform(-slack, slack)
         angle = float(rng.uniform(0, 2 * math.pi))
-        return Item(kind, 0, cy, cx, radius, angle, tuple(float(v) for v in colour))
+        # Label 0 for now: it stays so under the marker (background); _layout sets a shape's.
+        return Shape(kind, 0, cy, cx, radius, angle, tuple(float(v) for v in colour))
 
     def _shape_colour(self, rng: np.random.Generator, kind: int, background: np.ndarray):
         for _ in range(100):
@@ -256,19 +213,16 @@ class ProbeTask(Dataset):
                 return colour
         raise RuntimeError("no shape colour found far enough from the markers and background")
 
-    def item_mask(self, item: Item) -> np.ndarray:
+    def item_mask(self, item: Shape) -> np.ndarray:
         """Boolean (H, W) mask of the pixels `item` covers."""
         mask = np.zeros((self.image_size, self.image_size), dtype=bool)
-        s, b = self.image_size, item.radius * _BOUND[item.outline] + 1
+        s, b = self.image_size, item.bound + 1
         y0, y1 = max(0, int(item.cy - b)), min(s, int(item.cy + b) + 1)
         x0, x1 = max(0, int(item.cx - b)), min(s, int(item.cx + b) + 1)
-        outline = dataclasses.replace(item, kind=item.outline)  # _inside reads kind as outline
-        mask[y0:y1, x0:x1] = _inside(
-            outline, self._ys[y0:y1] - item.cy, self._xs[:, x0:x1] - item.cx
-        )
+        mask[y0:y1, x0:x1] = _inside(item, self._ys[y0:y1] - item.cy, self._xs[:, x0:x1] - item.cx)
         return mask
 
-    def _paint(self, image: np.ndarray, label: np.ndarray, item: Item) -> None:
+    def _paint(self, image: np.ndarray, label: np.ndarray, item: Shape) -> None:
         mask = self.item_mask(item)
         image[:, mask] = np.asarray(item.colour, np.float32)[:, None]
         label[mask] = item.label

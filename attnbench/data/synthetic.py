@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from .rendered import RenderedImages
 from .shape_counts import balanced_weights, count_probabilities, count_table
 
 KINDS = ("disk", "square", "triangle")
@@ -89,10 +89,18 @@ _TRIANGLE_CIRCUM = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
 _BOUND = (1.0, _SQUARE_HALF_SIDE * math.sqrt(2), _TRIANGLE_CIRCUM)
 
 
+def kind_class(kind: int, bit: int) -> int:
+    """The class id of a shape of `kind` (index into KINDS) with the long-range bit:
+    paired 0 or alone 1 here; a probe's own bit (data/probes.py)."""
+    return 1 + 2 * kind + bit
+
+
 @dataclass(frozen=True)
 class Shape:
-    kind: int  # index into KINDS
-    alone: bool
+    """A shape placed in an image, and the class id painted under it."""
+
+    kind: int  # index into KINDS; -1: a probe's marker (data/probes.py), drawn as a disk
+    label: int
     cy: float
     cx: float
     radius: float  # equal-area radius in pixels
@@ -100,15 +108,15 @@ class Shape:
     colour: tuple[float, float, float]
 
     @property
-    def label(self) -> int:
-        return 1 + 2 * self.kind + int(self.alone)
+    def outline(self) -> int:
+        return max(self.kind, 0)
 
     @property
     def bound(self) -> float:
-        return self.radius * _BOUND[self.kind]
+        return self.radius * _BOUND[self.outline]
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(RenderedImages):
     """The embedded task: `size` images of `image_size` x `image_size` pixels.
 
     Items are `transform(image, label)` with image float32 (3, H, W) in [0, 1] and
@@ -177,51 +185,9 @@ class SyntheticShapes(Dataset):
             kind_cue,
         )
 
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        image, label = self._rendered(index)
-        # Copies, so that no transform can write into the cached item.
-        img = image.clone()  # (3, H, W)
-        lab = label.long()  # (H, W)
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
-
-    def raw_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item `index` before the transform: image (3, H, W) in [0, 1], label (H, W).
-        Shared with the render cache: read it, never write into it."""
-        return self._rendered(index)
-
-    def _rendered(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (self._render_key, index)
-        cached = _RENDERED.get(key)
-        if cached is None:
-            image, label, _ = self.sample(index)
-            cached = (torch.from_numpy(image), torch.from_numpy(label))
-            _RENDERED.put(key, cached)
-        return cached
-
-    def render_all(self, show: bool = True) -> int:
-        """Render every item into the process cache, as many as fit; returns how many did.
-
-        Done before training, so that a run's images/s measures training and not the
-        drawing of the images, and the first head is not charged for all of them.
-        DataLoader workers forked afterwards start with the cache filled.
-        """
-        from tqdm import tqdm
-
-        cached = 0
-        label = f"rendering {self.split} images"
-        items = tqdm(range(self.size), desc=label, disable=None if show else True)
-        for index in items:
-            self._rendered(index)
-            if _RENDERED.get((self._render_key, index)) is None:
-                break  # the cache is full: the rest are drawn when asked for
-            cached += 1
-        items.close()
-        return cached
+    @property
+    def render_label(self) -> str:
+        return f"rendering {self.split} images"
 
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.data_seed, SPLIT_STREAMS[self.split], index])
@@ -302,7 +268,8 @@ class SyntheticShapes(Dataset):
                 rgb = tuple(float(v) for v in colours[i, int(np.argmax(contrast))])
                 angle = float(rng.uniform(0, 2 * math.pi)) if self.rotate else 0.0
                 cy, cx = (float(v) for v in c[first, i])
-                placed.append(Shape(kind, n == 1, cy, cx, float(radii[i]), angle, rgb))
+                label = kind_class(kind, int(n == 1))
+                placed.append(Shape(kind, label, cy, cx, float(radii[i]), angle, rgb))
             centres = np.array([(p.cy, p.cx) for p in placed])
             bounds_placed = np.array([p.bound for p in placed])
         return placed
@@ -345,49 +312,13 @@ class SyntheticShapes(Dataset):
         return image, label
 
 
-class RenderCache:
-    """Rendered items kept for the life of the process, up to `max_bytes`.
-
-    An experiment trains every head, seed after seed, on the same images, and at the
-    quick experiment's size rendering an image costs about a sixth of its training
-    step. Items past the bound are simply rendered again: the pixels are the same
-    either way, so the cache changes speed and nothing else. A DataLoader worker
-    holds its own copy.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def get(self, key: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return self._items.get(key)
-
-    def put(self, key: tuple, item: tuple[torch.Tensor, torch.Tensor]) -> None:
-        size = sum(t.numel() * t.element_size() for t in item)
-        if self.bytes + size <= self.max_bytes:
-            self._items[key] = item
-            self.bytes += size
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-# 1 GiB holds about 19,000 images of 64 px (about 53 kB each: float32 RGB, uint8 label).
-_RENDERED = RenderCache(1 << 30)
-
-
 def _inside(shape: Shape, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """Pixels inside `shape`; dy (h, 1) and dx (1, w) are offsets from its centre."""
     r = shape.radius
-    if shape.kind == 0:
+    if shape.outline == 0:
         return dy * dy + dx * dx <= r * r
     cos, sin = math.cos(shape.angle), math.sin(shape.angle)
-    if shape.kind == 1:
+    if shape.outline == 1:
         u, v = dx * cos + dy * sin, dy * cos - dx * sin
         return np.maximum(np.abs(u), np.abs(v)) <= r * _SQUARE_HALF_SIDE
     # Equilateral triangle: inside all three edges, whose normals sit between the

@@ -16,18 +16,15 @@ whose 255 borders are what the benchmark was built on.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .images import read_rgb
+from .images import LabelledImages, check_split
 from .mat5 import MatFileError, loadmat
-from .transforms import IGNORE_INDEX, to_tensors
+from .transforms import IGNORE_INDEX
 
 CLASS_NAMES = (
     "background",
@@ -94,7 +91,7 @@ def read_ids(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_label(path: Path) -> np.ndarray:
+def read_label(path: Path, layout: str = LAYOUT) -> np.ndarray:
     """(H, W) uint8 class ids from a palette, grey or VOC-coloured RGB PNG."""
     try:
         with Image.open(path) as image:
@@ -103,9 +100,9 @@ def read_label(path: Path) -> np.ndarray:
                 return np.array(image, dtype=np.uint8)
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
-        raise UserError(f"missing label {path}; {LAYOUT}") from None
+        raise UserError(f"missing label {path}; {layout}") from None
     except OSError as err:
-        raise UserError(f"unreadable label {path} ({err}); {LAYOUT}") from None
+        raise UserError(f"unreadable label {path} ({err}); {layout}") from None
     # An RGB rendering of the palette: map colours back, unknown ones to ignore.
     palette = voc_palette().astype(np.int64)
     keys = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
@@ -117,53 +114,30 @@ def read_label(path: Path) -> np.ndarray:
     return mapped[inverse].reshape(flat.shape)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    return read_rgb(path, LAYOUT)
+def list_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, label) paths of the images the split's list file names, in its order."""
+    check_split("VOC", split, SPLITS)
+    voc = find_voc_dir(root)
+    if voc is None:
+        raise UserError(f"no Pascal VOC 2012 found under {root}; {LAYOUT}")
+    list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if split == "trainaug" and not list_file.is_file():
+        raise UserError(f"missing {list_file}: trainaug is built from SBD by `{PREPARE_COMMAND}`")
+    ids = read_ids(list_file)
+    if not ids:
+        raise UserError(f"list file {list_file} names no images")
+    labels = voc / ("SegmentationClassAug" if split == "trainaug" else "SegmentationClass")
+    return [(voc / "JPEGImages" / f"{name}.jpg", labels / f"{name}.png") for name in ids]
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(
+    LabelledImages,
+    class_names=CLASS_NAMES,
+    pairs=list_pairs,
+    layout=lambda _root: LAYOUT,
+    read_label=read_label,
+):
     """VOC 2012 images and labels of one split; items are `transform(image, label)`."""
-
-    class_names = CLASS_NAMES
-    num_classes = NUM_CLASSES
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None,
-    ) -> None:
-        if split not in SPLITS:
-            raise UserError(f"VOC split must be one of {', '.join(SPLITS)}, got {split!r}")
-        voc = find_voc_dir(root)
-        if voc is None:
-            raise UserError(f"no Pascal VOC 2012 found under {root}; {LAYOUT}")
-        self.voc_dir = voc
-        self.split = split
-        self.transform = transform
-        list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if split == "trainaug" and not list_file.is_file():
-            raise UserError(
-                f"missing {list_file}: trainaug is built from SBD by `{PREPARE_COMMAND}`"
-            )
-        self.ids = read_ids(list_file)
-        if not self.ids:
-            raise UserError(f"list file {list_file} names no images")
-        labels = "SegmentationClassAug" if split == "trainaug" else "SegmentationClass"
-        self.label_dir = voc / labels
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        name = self.ids[index]
-        image = read_image(self.voc_dir / "JPEGImages" / f"{name}.jpg")
-        label = read_label(self.label_dir / f"{name}.png")
-        if image.shape[:2] != label.shape:
-            raise UserError(f"image {name}.jpg is {image.shape[:2]} but its label is {label.shape}")
-        img, lab = to_tensors(image, label)
-        return self.transform(img, lab) if self.transform is not None else (img, lab)
 
 
 def build_trainaug(voc_dir: Path, sbd_dir: Path, *, progress: bool = True) -> int:

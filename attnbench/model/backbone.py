@@ -63,68 +63,82 @@ def _deep_stem(width: int, norm_layer: NormLayer) -> nn.Sequential:
     )
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """A residual unit: ReLU(branch(x) + x), with x through `downsample` when it is given.
+
+    A subclass builds its branch's layers in `build`, under torchvision's attribute
+    names, and applies them in `branch`.
+    """
+
+    expansion: int  # output channels / planes
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.build(inplanes, planes, stride, dilation, norm_layer)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def build(
+        self, inplanes: int, planes: int, stride: int, dilation: int, norm_layer: NormLayer
+    ) -> None:
+        raise NotImplementedError
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.branch(x) + identity)
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
 
     expansion = 1
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        dilation: int = 1,
-        downsample: nn.Module | None = None,
-        norm_layer: NormLayer = nn.BatchNorm2d,
+    def build(
+        self, inplanes: int, planes: int, stride: int, dilation: int, norm_layer: NormLayer
     ) -> None:
-        super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
         self.bn1 = norm_layer(planes)
-        self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(planes, planes, 1, dilation)
         self.bn2 = norm_layer(planes)
-        self.downsample = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.bn2(self.conv2(out))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 -> 3x3 -> 1x1 (x4 channels); the stride sits on the 3x3 as in torchvision (V1.5)."""
 
     expansion = 4
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        dilation: int = 1,
-        downsample: nn.Module | None = None,
-        norm_layer: NormLayer = nn.BatchNorm2d,
+    def build(
+        self, inplanes: int, planes: int, stride: int, dilation: int, norm_layer: NormLayer
     ) -> None:
-        super().__init__()
         self.conv1 = _conv1x1(inplanes, planes)
         self.bn1 = norm_layer(planes)
         self.conv2 = _conv3x3(planes, planes, stride, dilation)
         self.bn2 = norm_layer(planes)
         self.conv3 = _conv1x1(planes, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
 
 
-LAYOUTS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+LAYOUTS: dict[int, tuple[type[ResidualBlock], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
@@ -137,6 +151,19 @@ _DILATE: dict[int, tuple[bool, bool, bool]] = {
     16: (False, False, True),
     32: (False, False, False),
 }
+
+
+def _check_layout(depth: int, output_stride: int, width: int, stages: int) -> None:
+    if not 0 <= stages <= 4:
+        raise ValueError(f"stages must be 0 to 4, got {stages}")
+    if depth not in LAYOUTS:
+        raise ValueError(f"unknown ResNet depth {depth}; valid: {', '.join(map(str, LAYOUTS))}")
+    if output_stride not in _DILATE:
+        raise ValueError(
+            f"unsupported output_stride {output_stride}; valid: {', '.join(map(str, _DILATE))}"
+        )
+    if width < 2 or width % 2:
+        raise ValueError(f"width must be an even number >= 2, got {width}")
 
 
 class ResNet(nn.Module):
@@ -164,16 +191,7 @@ class ResNet(nn.Module):
         norm_layer: NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
-        if not 0 <= stages <= 4:
-            raise ValueError(f"stages must be 0 to 4, got {stages}")
-        if depth not in LAYOUTS:
-            raise ValueError(f"unknown ResNet depth {depth}; valid: {', '.join(map(str, LAYOUTS))}")
-        if output_stride not in _DILATE:
-            raise ValueError(
-                f"unsupported output_stride {output_stride}; valid: {', '.join(map(str, _DILATE))}"
-            )
-        if width < 2 or width % 2:
-            raise ValueError(f"width must be an even number >= 2, got {width}")
+        _check_layout(depth, output_stride, width, stages)
         block, counts = LAYOUTS[depth]
         self.depth = depth
         self.output_stride = output_stride
@@ -206,7 +224,7 @@ class ResNet(nn.Module):
 
     def _make_layer(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[ResidualBlock],
         planes: int,
         blocks: int,
         stride: int = 1,

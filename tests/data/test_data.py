@@ -54,10 +54,10 @@ def test_synthetic_is_deterministic_and_split_dependent():
 
 
 def test_synthetic_cache_returns_the_rendered_pixels_and_stays_bounded(monkeypatch):
-    from attnbench.data import synthetic
+    from attnbench.data import rendered
 
-    cache = synthetic.RenderCache(max_bytes=3 * (3 * 32 * 32 * 4 + 32 * 32))
-    monkeypatch.setattr(synthetic, "_RENDERED", cache)
+    cache = rendered.RenderCache(max_bytes=3 * (3 * 32 * 32 * 4 + 32 * 32))
+    monkeypatch.setattr(rendered, "_RENDERED", cache)
     ds = SyntheticShapes("train", size=6, image_size=32)
     for i in range(6):
         image, label = ds[i]
@@ -88,7 +88,7 @@ def test_synthetic_labels_follow_the_pairing_rule():
         assert 2 <= len(shapes) <= 4
         kinds = [s.kind for s in shapes]
         for s in shapes:
-            assert s.alone == (kinds.count(s.kind) == 1)
+            assert s.label == 1 + 2 * s.kind + (kinds.count(s.kind) == 1)  # paired, or alone: +1
             assert s.label in np.unique(label)  # every shape is visible
         for p in shapes:
             for q in shapes:
@@ -272,7 +272,7 @@ def test_trainaug_is_sbd_plus_voc_train_minus_voc_val(tmp_path):
     assert listed == sorted({*SBD_TRAIN, *SBD_VAL, *VOC_TRAIN} - set(VOC_VAL))
     assert "2007_000033" not in listed  # in SBD train, but VOC val
     ds = VOCSegmentation(tmp_path, "trainaug")
-    labels = {name: ds[i][1].numpy() for i, name in enumerate(ds.ids)}
+    labels = {image.stem: ds[i][1].numpy() for i, (image, _) in enumerate(ds.pairs)}
     # VOC's own annotation wins where it exists (it has the 255 borders) ...
     assert np.array_equal(labels["2007_000039"], fake_label(1))
     # ... and SBD's .mat labels, as palette PNGs, fill in the rest.
