@@ -35,6 +35,9 @@ class ContextModule(Protocol):
     (B, K, H, W) and is drawn as their argmax under this title.
     EXTRA_MAP, EXTRA_MAP_COUNT: a map whose first channels get a figure of their own
     (EMA's bases), or None and 0.
+    EVAL_OVERRIDES: (attribute, hyper-parameter) pairs: an attribute an evaluation
+    sweep may set, and the hyper-parameter it replaces at evaluation (EMA: eval_stages
+    for stages); the report labels a swept head with that hyper-parameter's value.
     """
 
     FROZEN: tuple[str, ...]
@@ -42,6 +45,7 @@ class ContextModule(Protocol):
     MAIN_MAP_ARGMAX: str | None
     EXTRA_MAP: str | None
     EXTRA_MAP_COUNT: int
+    EVAL_OVERRIDES: tuple[tuple[str, str], ...]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""

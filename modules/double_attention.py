@@ -59,6 +59,7 @@ class DoubleAttention(nn.Module):
     MAIN_MAP_ARGMAX: str | None = None
     EXTRA_MAP: str | None = None
     EXTRA_MAP_COUNT: int = 0
+    EVAL_OVERRIDES: tuple[tuple[str, str], ...] = ()
     EPS = 1e-6
 
     def __init__(

@@ -68,6 +68,7 @@ class DualAttention(nn.Module):
     MAIN_MAP_ARGMAX: str | None = None
     EXTRA_MAP: str | None = None
     EXTRA_MAP_COUNT: int = 0
+    EVAL_OVERRIDES: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, channels: int, *, reduction: int = 8) -> None:
         super().__init__()

@@ -86,6 +86,8 @@ class EMAUnit(nn.Module):
     MAIN_MAP_ARGMAX: str | None = "argmax of z"
     EXTRA_MAP: str | None = "responsibilities"
     EXTRA_MAP_COUNT: int = 8
+    # eval_stages replaces stages at evaluation (the T_train x T_eval sweep).
+    EVAL_OVERRIDES: tuple[tuple[str, str], ...] = (("eval_stages", "stages"),)
     EPS = 1e-6
 
     def __init__(

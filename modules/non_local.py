@@ -67,6 +67,7 @@ class NonLocal(nn.Module):
     MAIN_MAP_ARGMAX: str | None = None
     EXTRA_MAP: str | None = None
     EXTRA_MAP_COUNT: int = 0
+    EVAL_OVERRIDES: tuple[tuple[str, str], ...] = ()
 
     def __init__(
         self,

@@ -1,11 +1,13 @@
-"""Drawing the attention maps: one figure per validation image, and EMA's responsibilities.
+"""Drawing the attention maps: one figure per validation image, and a module's extra map.
 
 Per image: the input with the query pixel, the label, a class-colour legend and the
 colour bar of the maps, then per head its prediction beside its module's map. Each map
 is divided by its own largest weight, so one colour bar reads every map: softmax
 weights over a few positions (CCNet, ISA) and over all of them (Non-local, DANet)
 differ by orders of magnitude and would otherwise need a bar each. Categorical maps
-(EMA: the base each pixel is most responsible to) use one colour per base instead.
+(a module's MAIN_MAP_ARGMAX: EMA's base each pixel is most responsible to) use one
+colour per channel instead. A module with an EXTRA_MAP gets a figure of that map's first
+channels.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class HeadMaps:
     maps: list[np.ndarray | None]
     map_title: str
     categorical: bool
-    bases: list[np.ndarray] | None  # EXTRA_MAP: (K', H, W) first channels per image
+    extra: list[np.ndarray] | None  # EXTRA_MAP: (K', H, W) first channels per image
 
 
 def image_figure_path(out_dir: Path, index: int) -> Path:
@@ -112,7 +114,7 @@ def _legends(fig: Figure, grid: Any, class_names: tuple[str, ...], cmap: Any) ->
     scalar = plt.cm.ScalarMappable(norm=Normalize(0.0, 1.0), cmap=MAP_CMAP)
     bar = fig.colorbar(scalar, cax=ax.inset_axes([0.05, 0.62, 0.9, 0.12]), orientation="horizontal")
     bar.set_label("map weight / the map's largest weight", fontsize=9)
-    note = "categorical maps (EMA): one colour per base"
+    note = "categorical maps: the argmax over channels, one colour each"
     ax.text(0.5, 0.12, note, ha="center", va="center", fontsize=8.5, transform=ax.transAxes)
 
 
@@ -159,30 +161,34 @@ def draw_image(
     return fig
 
 
-def draw_ema_bases(ema: HeadMaps, samples: list, out: Path) -> Path:
-    """EMA's first responsibilities z_k per image: which pixels each base gathers."""
-    rows, k = len(samples), ema.bases[0].shape[0]
+def draw_extra_maps(head: HeadMaps, samples: list, out: Path) -> Path:
+    """The first channels of the head's EXTRA_MAP per image (EMA: which pixels each base
+    gathers), on one 0-1 scale."""
+    extra = modules.REGISTRY[head.module].EXTRA_MAP
+    rows, k = len(samples), head.extra[0].shape[0]
     fig, axes = plt.subplots(rows, 1 + k, figsize=(1.8 * (1 + k) + 0.8, 1.8 * rows + 0.5))
     axes = np.asarray(axes).reshape(rows, 1 + k)
     for r, (image, _label) in enumerate(samples):
         axes[r, 0].imshow(denormalise(image))
         for j in range(k):
-            shown = axes[r, 1 + j].imshow(ema.bases[r][j], cmap=MAP_CMAP, vmin=0.0, vmax=1.0)
+            shown = axes[r, 1 + j].imshow(head.extra[r][j], cmap=MAP_CMAP, vmin=0.0, vmax=1.0)
     axes[0, 0].set_title("input", fontsize=TITLE_SIZE)
     for j in range(k):
-        axes[0, 1 + j].set_title(f"z_{j}", fontsize=TITLE_SIZE)
+        axes[0, 1 + j].set_title(f"channel {j}", fontsize=TITLE_SIZE)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(shown, ax=axes, shrink=0.8, label="responsibility z (0-1)")
-    fig.suptitle(f"{ema.run.head} seed {ema.run.seed}: responsibilities of its first {k} bases")
+    fig.colorbar(shown, ax=axes, shrink=0.8, label=f"{extra} (0-1)")
+    run = head.run
+    fig.suptitle(f"{run.head} seed {run.seed}: the first {k} channels of its {extra!r} map")
     return save_figure(fig, out)
 
 
 def draw_all(
     heads: list[HeadMaps], samples: list, queries: list, names, indices: list[int], out_dir: Path
 ) -> list[Path]:
-    """Every image's figure and, with an EMA head, its bases; stale figures are removed."""
+    """Every image's figure and, for a head with an EXTRA_MAP, that map's figure; stale
+    figures are removed."""
     written = []
     for i, (sample, query) in enumerate(zip(samples, queries, strict=True)):
         seeds = ", ".join(sorted({f"seed {h.run.seed}" for h in heads}))
@@ -196,10 +202,10 @@ def draw_all(
     for stale in [*image_figures(out_dir), out_dir / "attention_maps.png"]:
         if stale not in written:
             stale.unlink(missing_ok=True)
-    extra = next((h for h in heads if h.bases), None)  # the first head with an EXTRA_MAP
+    extra = next((h for h in heads if h.extra), None)  # the first head with an EXTRA_MAP
     if extra is not None:
         path = out_dir / f"attention_maps_{extra.module}.png"
-        written.append(draw_ema_bases(extra, samples, path))
+        written.append(draw_extra_maps(extra, samples, path))
     for _name, stale in extra_figures(out_dir):
         if stale not in written:
             stale.unlink(missing_ok=True)

@@ -119,7 +119,7 @@ def head_maps(model: torch.nn.Module, run: RunFolder, samples: list, queries: li
             if context.EXTRA_MAP in maps:
                 z = maps[context.EXTRA_MAP][0, : context.EXTRA_MAP_COUNT]  # (K', h, w)
                 up = F.interpolate(z[None].float().cpu(), size=size, mode="nearest")[0]
-                result.bases = [*(result.bases or []), up.numpy()]
+                result.extra = [*(result.extra or []), up.numpy()]
     finally:
         hook.remove()
     return result
@@ -141,8 +141,8 @@ def _load_model(exp_dir: Path, run: RunFolder, num_classes: int, device: torch.d
 def render_attention_maps(
     exp_dir: Path, num_images: int = 3, head_order: list[str] | None = None
 ) -> str:
-    """Draw attention_maps_<k>.png per image (and attention_maps_ema.png when a head is
-    EMA) into exp_dir from each head's last checkpoint.
+    """Draw attention_maps_<k>.png per image (and attention_maps_<module>.png for a head
+    whose module has an EXTRA_MAP) into exp_dir from each head's last checkpoint.
 
     Returns one line for report.md saying what was drawn, or why nothing was.
     """

@@ -135,16 +135,15 @@ def summary_table(summary: pd.DataFrame, baseline: str | None, kinds: dict[str, 
 
 
 def _sweep_row_labels(table: pd.DataFrame, param: str, config: dict) -> list[str]:
-    """Head names, with the trained value of the swept parameter when the config has it."""
-    trained = param.removeprefix("eval_")
-    params = {
-        h.get("name"): h.get("params") or {}
-        for h in config.get("heads") or []
-        if isinstance(h, dict)
-    }
+    """Head names, with the trained value of what the swept attribute replaces at evaluation
+    (its module's EVAL_OVERRIDES; else the attribute itself) when the config has it."""
+    heads = {h.get("name"): h for h in config.get("heads") or [] if isinstance(h, dict)}
     labels = []
     for head in table.index:
-        value = params.get(head, {}).get(trained)
+        spec = heads.get(head, {})
+        cls = modules.REGISTRY.get(spec.get("module"))
+        trained = dict(cls.EVAL_OVERRIDES if cls else ()).get(param, param)
+        value = (spec.get("params") or {}).get(trained)
         labels.append(f"{head} ({trained}={value})" if value is not None else str(head))
     return labels
 

@@ -234,9 +234,13 @@ def test_every_module_states_the_context_module_contract(name: str) -> None:
     module = modules.build(name, 16, **KWARGS.get(name, {}))
     assert isinstance(module, modules.ContextModule)
     cls = type(module)
-    for attribute in ("FROZEN", "MAIN_MAP", "MAIN_MAP_ARGMAX", "EXTRA_MAP", "EXTRA_MAP_COUNT"):
+    declared = ("FROZEN", "MAIN_MAP", "MAIN_MAP_ARGMAX", "EXTRA_MAP", "EXTRA_MAP_COUNT")
+    for attribute in (*declared, "EVAL_OVERRIDES"):
         assert attribute in vars(cls), f"{cls.__name__} does not declare {attribute}"
     maps = module.eval().attention_maps(torch.randn(1, 16, 6, 6), (2, 3))
     for key in (cls.MAIN_MAP, cls.EXTRA_MAP):
         assert key is None or key in maps, f"{name}: {key!r} not among {sorted(maps)}"
     assert (cls.EXTRA_MAP is None) == (cls.EXTRA_MAP_COUNT == 0)
+    for attribute, replaced in cls.EVAL_OVERRIDES:
+        assert hasattr(module, attribute), f"{name}: no attribute {attribute!r} to sweep"
+        assert replaced in modules.hyper_parameters(name), f"{name}: no parameter {replaced!r}"
