@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.dual_attention import DualAttention
+from modules.dual_attention import DualAttention, _softmax_without_subnormals
 
 
 def _pointwise(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -173,3 +173,27 @@ def test_channel_branch_stays_float32_under_autocast() -> None:
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected)
     assert torch.isfinite(out).all()
+
+
+def _subnormal(t: torch.Tensor) -> torch.Tensor:
+    return (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+
+
+def test_channel_softmax_and_its_gradient_have_no_subnormals() -> None:
+    """CAM's softmax underflows on ordinary inputs; subnormals make CPU products slow."""
+    torch.manual_seed(5)
+    flat = torch.randn(2, 64, 576)
+    energy = flat @ flat.transpose(1, 2)
+    energy = (energy.amax(dim=-1, keepdim=True) - energy).requires_grad_(True)
+    grad = torch.randn(2, 64, 64)
+    plain = torch.softmax(energy, dim=-1)
+    plain.backward(grad)
+    assert _subnormal(plain).any() and _subnormal(energy.grad).any()  # the case arises
+    plain_grad, energy.grad = energy.grad, None
+    flushed = _softmax_without_subnormals(energy)
+    flushed.backward(grad)
+    assert not _subnormal(flushed).any() and not _subnormal(energy.grad).any()
+    torch.testing.assert_close(flushed, plain, rtol=1e-6, atol=1e-18)
+    torch.testing.assert_close(energy.grad, plain_grad, rtol=1e-5, atol=1e-6)  # rounding
+    weights = DualAttention(64).attention_maps(flat.view(2, 64, 24, 24))["channel"]
+    assert torch.equal(weights, flushed.detach())  # the module uses it
