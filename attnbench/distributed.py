@@ -30,6 +30,9 @@ class DistInfo:
         return self.rank == 0
 
 
+SINGLE_PROCESS = DistInfo()  # what a run without torchrun is
+
+
 def from_environment() -> DistInfo:
     """Ranks as torchrun sets them (a single process when WORLD_SIZE is unset or 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import SINGLE_PROCESS, DistInfo
 from ..errors import UserError
 
 
@@ -38,9 +39,9 @@ class IterationBatches:
         seed: int,
         start: int,
         stop: int,
-        rank: int = 0,
-        world_size: int = 1,
+        dist: DistInfo = SINGLE_PROCESS,
     ) -> None:
+        rank, world_size = dist.rank, dist.world_size
         if batch_size % world_size:
             raise UserError(
                 f"train.batch_size: {batch_size} does not split evenly over {world_size} processes"
@@ -132,11 +133,10 @@ def eval_loader(
     batch_size: int,
     num_workers: int,
     pin_memory: bool,
-    rank: int = 0,
-    world_size: int = 1,
+    dist: DistInfo = SINGLE_PROCESS,
 ) -> DataLoader:
     """In order; under several processes each rank takes every world_size-th image."""
-    indices: Sequence[int] = range(rank, len(dataset), world_size)  # type: ignore[arg-type]
+    indices: Sequence[int] = range(dist.rank, len(dataset), dist.world_size)  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=batch_size,

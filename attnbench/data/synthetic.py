@@ -116,6 +116,20 @@ class Shape:
         return self.radius * _BOUND[self.outline]
 
 
+def _check_arguments(
+    split: str, shapes_per_image: tuple[int, int], kind_cue: str, image_size: int
+) -> None:
+    if split not in SPLIT_STREAMS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_STREAMS)}, got {split!r}")
+    lo, hi = shapes_per_image
+    if not 1 <= lo <= hi <= 2 * len(KINDS):
+        raise ValueError(f"shapes_per_image must satisfy 1 <= lo <= hi <= 6, got {lo, hi}")
+    if kind_cue not in KIND_CUES:
+        raise ValueError(f"kind_cue must be one of {KIND_CUES}, got {kind_cue!r}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {image_size}")
+
+
 class SyntheticShapes(RenderedImages):
     """The embedded task: `size` images of `image_size` x `image_size` pixels.
 
@@ -142,15 +156,8 @@ class SyntheticShapes(RenderedImages):
         rotate: bool = True,
         kind_cue: str = "shape",
     ) -> None:
-        if split not in SPLIT_STREAMS:
-            raise ValueError(f"split must be one of {sorted(SPLIT_STREAMS)}, got {split!r}")
+        _check_arguments(split, shapes_per_image, kind_cue, image_size)
         lo, hi = shapes_per_image
-        if not 1 <= lo <= hi <= 2 * len(KINDS):
-            raise ValueError(f"shapes_per_image must satisfy 1 <= lo <= hi <= 6, got {lo, hi}")
-        if kind_cue not in KIND_CUES:
-            raise ValueError(f"kind_cue must be one of {KIND_CUES}, got {kind_cue!r}")
-        if image_size < 16:
-            raise ValueError(f"image_size must be >= 16, got {image_size}")
         self.split = split
         self.size = size
         self.image_size = image_size

@@ -194,7 +194,6 @@ class ResNet(nn.Module):
         _check_layout(depth, output_stride, width, stages)
         block, counts = LAYOUTS[depth]
         self.depth = depth
-        self.output_stride = output_stride
         self.deep_stem = deep_stem
         self.width = width
         self.stages = stages

@@ -104,11 +104,8 @@ def train_one_iteration(
 
 def validation_loader(run: Run, val_set: Dataset) -> DataLoader:
     """This rank's share of the validation images, in a fixed order."""
-    cfg, info = run.cfg, run.dist
-    pin = run.device.type == "cuda"
-    return sampling.eval_loader(
-        val_set, cfg.eval.batch_size, cfg.data.num_workers, pin, info.rank, info.world_size
-    )
+    cfg, pin = run.cfg, run.device.type == "cuda"
+    return sampling.eval_loader(val_set, cfg.eval.batch_size, cfg.data.num_workers, pin, run.dist)
 
 
 @dataclass
@@ -231,9 +228,9 @@ def device_batches(
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's slice of the batches of iterations start, ..., iterations - 1, on the
     device. resident None: the data set lives on a GPU when it can (device_batches.py)."""
-    t, info = run.cfg.train, run.dist
+    t = run.cfg.train
     batches = sampling.IterationBatches(
-        len(train_set), t.batch_size, run.seed, start, t.iterations, info.rank, info.world_size
+        len(train_set), t.batch_size, run.seed, start, t.iterations, run.dist
     )
     if resident is None:
         resident = run.device.type == "cuda" and resident_fits(train_set, run.device)

@@ -10,6 +10,7 @@ from attnbench.data.device_batches import ResidentBatches, prefetched, resident_
 from attnbench.data.probes import ProbeTask
 from attnbench.data.synthetic import SyntheticShapes
 from attnbench.data.transforms import SegTransform
+from attnbench.distributed import DistInfo
 
 
 def _dataset() -> SyntheticShapes:
@@ -26,7 +27,7 @@ def test_resident_batches_equal_the_loader_bit_for_bit(make) -> None:
     cpu = torch.device("cpu")
 
     def batches() -> sampling.IterationBatches:
-        return sampling.IterationBatches(len(dataset), 4, 7, 2, 9, rank=1, world_size=2)
+        return sampling.IterationBatches(len(dataset), 4, 7, 2, 9, DistInfo(rank=1, world_size=2))
 
     loader = sampling.train_loader(dataset, batches(), 7, 0, False)
     resident = ResidentBatches(dataset, batches(), 7, cpu)

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 import modules
 from attnbench.data.sampling import IterationBatches, SeededSamples, derive_seed, eval_loader
+from attnbench.distributed import DistInfo
 from attnbench.errors import UserError
 from attnbench.train import checkpoint
 from attnbench.train.evaluate import evaluate, predict
@@ -44,14 +45,18 @@ def test_batches_depend_only_on_seed_and_iteration() -> None:
 
 def test_ranks_split_the_same_global_batch() -> None:
     single = _keys(IterationBatches(12, 4, seed=0, start=0, stop=5))
-    r0 = _keys(IterationBatches(12, 4, seed=0, start=0, stop=5, rank=0, world_size=2))
-    r1 = _keys(IterationBatches(12, 4, seed=0, start=0, stop=5, rank=1, world_size=2))
+    r0 = _keys(
+        IterationBatches(12, 4, seed=0, start=0, stop=5, dist=DistInfo(rank=0, world_size=2))
+    )
+    r1 = _keys(
+        IterationBatches(12, 4, seed=0, start=0, stop=5, dist=DistInfo(rank=1, world_size=2))
+    )
     assert [a + b for a, b in zip(r0, r1, strict=True)] == single
 
 
 def test_batch_errors_name_the_key() -> None:
     with pytest.raises(UserError, match=r"train\.batch_size"):
-        IterationBatches(12, 4, seed=0, start=0, stop=5, world_size=3)
+        IterationBatches(12, 4, seed=0, start=0, stop=5, dist=DistInfo(world_size=3))
     with pytest.raises(UserError, match=r"train\.batch_size"):
         IterationBatches(3, 4, seed=0, start=0, stop=5)
 
@@ -125,7 +130,10 @@ def test_multi_scale_prediction_is_at_input_size() -> None:
 
 
 def test_eval_loader_shards_cover_every_image_once() -> None:
-    shards = [list(eval_loader(_Pairs(5), 1, 0, False, r, 2).sampler) for r in range(2)]
+    shards = [
+        list(eval_loader(_Pairs(5), 1, 0, False, DistInfo(rank=r, world_size=2)).sampler)
+        for r in range(2)
+    ]
     assert sorted(shards[0] + shards[1]) == list(range(5))
 
 
