@@ -290,7 +290,7 @@ def prepare_ade20k(
     root.mkdir(parents=True, exist_ok=True)
     if isinstance(base_urls, str):
         base_urls = [base_urls]
-    archive = Archive("ade20k", ARCHIVE, BASE_URL, md5, FOLDER)
+    archive = Archive(ARCHIVE, BASE_URL, md5, FOLDER)
     if needs_extraction(root, archive, find_ade_dir(root) is not None):
         obtain(
             root,

@@ -27,7 +27,6 @@ from .voc import PREPARE_COMMAND, build_trainaug, find_voc_dir, read_ids
 
 @dataclass(frozen=True)
 class Archive:
-    key: str
     filename: str
     base_url: str
     md5: str
@@ -37,21 +36,22 @@ class Archive:
         return f"{(base or self.base_url).rstrip('/')}/{self.filename}"
 
 
-VOC_ARCHIVE = Archive(
-    key="voc",
-    filename="VOCtrainval_11-May-2012.tar",
-    base_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2012",
-    md5="6cd6e144f989b92b3379bac3b3de84fd",
-    contents="VOCdevkit/VOC2012",
-)
-SBD_ARCHIVE = Archive(
-    key="sbd",
-    filename="benchmark.tgz",
-    base_url="http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours",
-    md5="82b4d87ceb2ed10f6038a1cba92111cb",
-    contents="benchmark_RELEASE/dataset",
-)
-ARCHIVES = {a.key: a for a in (VOC_ARCHIVE, SBD_ARCHIVE)}
+# By the key that `checksums` (prepare_voc) names them with.
+ARCHIVES = {
+    "voc": Archive(
+        filename="VOCtrainval_11-May-2012.tar",
+        base_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2012",
+        md5="6cd6e144f989b92b3379bac3b3de84fd",
+        contents="VOCdevkit/VOC2012",
+    ),
+    "sbd": Archive(
+        filename="benchmark.tgz",
+        base_url="http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours",
+        md5="82b4d87ceb2ed10f6038a1cba92111cb",
+        contents="benchmark_RELEASE/dataset",
+    ),
+}
+VOC_ARCHIVE, SBD_ARCHIVE = ARCHIVES["voc"], ARCHIVES["sbd"]
 
 
 class DownloadError(Exception):
