@@ -89,7 +89,10 @@ def test_cityscapes_unzips_archives_put_by_hand(tmp_path, capsys):
 
 
 def _data_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # This checkout first, then whatever the caller had on the path (where the
+    # dependencies may live: the GPU machine carries fvcore there).
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     command = [sys.executable, "-m", "attnbench", "data", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
 

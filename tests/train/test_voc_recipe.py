@@ -32,7 +32,10 @@ TINY = [
 
 
 def _attnbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # This checkout first, then whatever the caller had on the path (where the
+    # dependencies may live: the GPU machine carries fvcore there).
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "attnbench", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
