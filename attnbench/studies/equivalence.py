@@ -32,8 +32,8 @@ from ..report.stats import load_runs
 
 DEFAULT_TEMPERATURES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 CSV_COLUMNS = ("quantity", "dtype", "temperature", "value")
-# quick trains A2 and EMA (T=3); ema_stages, on the same recipe, EMA with T = 1 to 4.
-DEFAULT_RUNS = ("results/quick/runs.csv", "results/ema_stages/runs.csv")
+# ema_stages trains A2 and EMA with T = 1 to 4 on the pairing probe, gates open.
+DEFAULT_RUNS = ("results/ema_stages/runs.csv",)
 
 
 def _paired_modules(
@@ -123,8 +123,12 @@ def tidy_rows(result: dict) -> list[dict[str, object]]:
     return rows
 
 
+# The trained heads' figures, in table order; a probe also has the long-range ones.
+RUN_METRICS = {"mIoU": "mIoU", "long_range_mIoU": "long-range mIoU", "engagement": "engagement"}
+
+
 def _runs_table(paths: Sequence[pathlib.Path]) -> list[str]:
-    """mIoU of the a2 and ema heads, as trained (no eval sweep), from each runs.csv."""
+    """The a2 and ema heads as trained (no eval sweep) from each runs.csv: mean ± std."""
     import pandas as pd
 
     frames, lines = [], []
@@ -137,30 +141,37 @@ def _runs_table(paths: Sequence[pathlib.Path]) -> list[str]:
         return lines
     runs = pd.concat(frames, ignore_index=True)
     sel = runs[
-        (runs["metric"] == "mIoU") & runs["module"].isin(["a2", "ema"]) & (runs["setting"] == "")
+        runs["metric"].isin(list(RUN_METRICS))
+        & runs["module"].isin(["a2", "ema"])
+        & (runs["setting"] == "")
     ]
     if sel.empty:
         return [*lines, "No a2 or ema mIoU rows in " + ", ".join(f"`{p}`" for p in paths) + "."]
-    stats = (
-        sel.groupby(["experiment", "module", "head"], sort=False)["value"]
-        .agg(["mean", "std", "count"])
-        .reset_index()
+    stats = sel.groupby(["experiment", "module", "head", "metric"], sort=False)["value"].agg(
+        ["mean", "std", "count"]
     )
     lines += [
-        "mIoU (%) of the a2 and ema heads, mean ± std over seeds, each evaluated with the "
-        "stages it was trained with (the T x T' grid is in results/ema_stages/). "
-        "Compare rows across experiments only when their recipes agree.",
+        "The a2 and ema heads, mean ± std over seeds, each evaluated with the stages it was "
+        "trained with (the T x T' grid is in results/ema_stages/); mIoU in %, engagement = "
+        "||module(x) - x|| / ||x||. Compare rows across experiments only when their recipes "
+        "agree.",
         "",
     ]
-    rows = [
-        [r.experiment, r.module, r.head, f"{r.mean:.2f} ± {_std(r.std)}", r.count]
-        for r in stats.itertuples(index=False)
-    ]
-    return [*lines, md_table(["experiment", "module", "head", "mIoU", "seeds"], rows)]
+    rows = []
+    for (experiment, module, head), group in stats.groupby(level=[0, 1, 2], sort=False):
+        cells = {m: group.xs(m, level="metric") for m in group.index.get_level_values("metric")}
+        figures = [
+            _mean_std(cells[m].iloc[0], 3 if m == "engagement" else 2) if m in cells else "–"
+            for m in RUN_METRICS
+        ]
+        rows.append([experiment, module, head, *figures, int(cells["mIoU"].iloc[0]["count"])])
+    header = ["experiment", "module", "head", *RUN_METRICS.values(), "seeds"]
+    return [*lines, md_table(header, rows)]
 
 
-def _std(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.2f}"
+def _mean_std(row, digits: int) -> str:
+    std = "n/a" if math.isnan(row["std"]) else f"{row['std']:.{digits}f}"
+    return f"{row['mean']:.{digits}f} ± {std}"
 
 
 def _plot(result: dict, path: pathlib.Path) -> None:

@@ -174,18 +174,15 @@ def test_eval_mode_and_crop_are_checked(yaml_file: Path) -> None:
         load_config(yaml_file, ["data.crop_size=[1, 2, 3]"])
 
 
-def test_quick_and_ema_stages_share_one_recipe() -> None:
-    """equivalence.md puts their A2 and EMA rows in one table; that is fair only if so."""
+def test_probes_and_ema_stages_share_one_recipe() -> None:
+    """ema_stages is the EMA grid on the CPU pairing probe: the same task, model and training."""
     root = Path(__file__).resolve().parents[2] / "experiments"
-    quick, stages = load_config(root / "quick.yaml"), load_config(root / "ema_stages.yaml")
-    assert quick.data == stages.data and quick.model == stages.model
-    differing = {
-        f.name
-        for f in dataclasses.fields(quick.train)
-        if getattr(quick.train, f.name) != getattr(stages.train, f.name)
-    }
-    assert differing <= {"eval_interval"}  # intermediate evaluations do not change training
-    assert quick.head("ema").params == {"bases": 16}
+    probes, stages = load_config(root / "probes.yaml"), load_config(root / "ema_stages.yaml")
+    assert probes.probes == ("pairing",) and stages.data.probe == "pairing"
+    assert dataclasses.replace(probes.data, probe="pairing") == stages.data
+    assert probes.model == stages.model and probes.train == stages.train
+    assert stages.eval.knockout and stages.eval.sweep_param == "eval_stages"
+    assert all(h.gate == "open" for h in stages.heads)  # quick's closed gates measured nothing
     assert stages.head("ema-t1").params == {"bases": 16, "stages": 1}
 
 

@@ -56,6 +56,14 @@ def _fixture_runs(path: pathlib.Path) -> None:
         ("quick", "ema", "ema", 0, "eval_stages=1", "mIoU", "", 49.0),
         ("quick", "ema", "ema", 0, "", "iou", "background", 90.0),
         ("quick", "nonlocal", "nonlocal", 0, "", "mIoU", "", 61.0),
+        # a probe experiment also records long-range mIoU and engagement
+        ("ema_stages", "ema-t1", "ema", 0, "", "mIoU", "", 70.0),
+        ("ema_stages", "ema-t1", "ema", 0, "", "long_range_mIoU", "", 60.0),
+        ("ema_stages", "ema-t1", "ema", 0, "", "engagement", "", 0.25),
+        ("ema_stages", "ema-t1", "ema", 1, "", "mIoU", "", 72.0),
+        ("ema_stages", "ema-t1", "ema", 1, "", "long_range_mIoU", "", 64.0),
+        ("ema_stages", "ema-t1", "ema", 1, "", "engagement", "", 0.35),
+        ("ema_stages", "ema-t1", "ema", 0, "knockout", "long_range_mIoU", "", 20.0),
     ]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -91,9 +99,11 @@ def test_report_matches_measurement(tmp_path: pathlib.Path, result: dict) -> Non
         assert f"| {t:g} | {gap:.3e} |" in md
     assert "torch " in md and "device cpu" in md and "seed 0" in md
 
-    assert "| quick | a2 | a2 | 42.00 ± 2.83 | 2 |" in md
-    assert "| quick | ema | ema | 51.00 ± 1.41 | 2 |" in md  # the eval_stages=1 row left out
-    assert "| quick | ema | ema-t1 | 47.50 ± n/a | 1 |" in md
+    assert "| quick | a2 | a2 | 42.00 ± 2.83 | – | – | 2 |" in md
+    assert "| quick | ema | ema | 51.00 ± 1.41 | – | – | 2 |" in md  # eval_stages=1 left out
+    assert "| quick | ema | ema-t1 | 47.50 ± n/a | – | – | 1 |" in md
+    # the knock-out setting is left out too
+    assert "| ema_stages | ema | ema-t1 | 71.00 ± 1.41 | 62.00 ± 2.83 | 0.300 ± 0.071 | 2 |" in md
     assert "nonlocal" not in md and "eval_stages" not in md
     assert f"No runs found at `{tmp_path / 'none.csv'}`." in md
 
@@ -101,7 +111,7 @@ def test_report_matches_measurement(tmp_path: pathlib.Path, result: dict) -> Non
 def test_report_without_runs(tmp_path: pathlib.Path) -> None:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    assert parser.parse_args([]).runs == ["results/quick/runs.csv", "results/ema_stages/runs.csv"]
+    assert parser.parse_args([]).runs == ["results/ema_stages/runs.csv"]
     missing = tmp_path / "missing.csv"
     args = parser.parse_args(["--out", str(tmp_path), "--runs", str(missing)])
     assert command(args) == 0
