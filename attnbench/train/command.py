@@ -36,7 +36,7 @@ from ..experiment.layout import DONE, experiment_dir
 from ..experiment.overrides import add_override_option
 from ..experiment.plan import Run, describe, plan_runs
 from ..report import tables
-from . import console
+from . import console, jobs
 from .run import run_one
 
 
@@ -47,6 +47,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", help="write under this folder instead of the config's")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit; write nothing")
     p.add_argument("--no-report", action="store_true", help="skip summary.md, report.md, figures")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at once, each in its own process with 1/N of the CPU cores",
+    )
+    # A --jobs child's runs: their positions in the plan (the parent sets it).
+    p.add_argument("--plan-indices", help=argparse.SUPPRESS)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -54,14 +63,63 @@ def command(args: argparse.Namespace) -> int:
     if args.output_dir:
         cfg = dataclasses.replace(cfg, output_dir=args.output_dir)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
+    jobs.check_jobs(args.jobs, distributed.from_environment())
     suite = expand_probes(cfg)
-    for part in suite:  # a probe suite: check every probe's plan before the first run
-        plan_runs(part, heads, str(args.config))
-    for part in suite:
+    # A probe suite: every probe's plan is checked before the first run.
+    plans = [plan_runs(part, heads, str(args.config)) for part in suite]
+    if args.plan_indices is not None:  # a --jobs child: its runs only
+        plans = jobs.select(plans, jobs.parse_indices(args.plan_indices))
+        kept = [(part, planned) for part, planned in zip(suite, plans, strict=True) if planned]
+        suite, plans = [part for part, _ in kept], [planned for _, planned in kept]
+    if args.jobs > 1 and not args.dry_run:
+        return _run_in_jobs(args, cfg, suite, plans)
+    for part, planned in zip(suite, plans, strict=True):
         run_experiment(
-            part, heads, config_path=args.config, dry_run=args.dry_run, report=not args.no_report
+            part,
+            heads,
+            config_path=args.config,
+            planned=planned,
+            dry_run=args.dry_run,
+            report=not args.no_report,
         )
+    if args.dry_run and args.jobs > 1:
+        print("\n" + jobs.describe_split([p for planned in plans for p in planned], args.jobs))
     if cfg.probes and not args.dry_run and not args.no_report:
+        _build_capability_report(Path(cfg.output_dir) / cfg.name)
+    return 0
+
+
+def _run_in_jobs(
+    args: argparse.Namespace,
+    cfg: ExperimentConfig,
+    suite: list[ExperimentConfig],
+    plans: list[list[Run]],
+) -> int:
+    """Train the runs not done in --jobs child processes, then write the tables and reports
+    as the sequential path does (only the tables when a job failed or on Ctrl-C)."""
+    info = distributed.from_environment()
+    for part in suite:  # every part checked before anything is written
+        _check_machine_and_data(part, info, str(args.config))
+    for part, planned in zip(suite, plans, strict=True):
+        files.atomic_write_text(experiment_dir(part) / "config.yaml", dump_config(part))
+        progress.say(console.header(part, planned))
+    runs = [p for planned in plans for p in planned]
+    failed = []
+    try:
+        if any(p.status != DONE for p in runs):
+            failed = jobs.run_jobs(args, runs, args.jobs, experiment_dir(cfg) / "jobs")
+    finally:
+        written = [(part, *tables.write_tables(part)) for part in suite]
+    for part, runs_csv, _, count in written:
+        _close(part, runs_csv, count, report=not args.no_report and not failed)
+    if failed:
+        print(
+            f"attnbench run: {len(failed)} job(s) failed (see above); the runs finished are "
+            "kept, and the same command resumes the others",
+            file=sys.stderr,
+        )
+        return 1
+    if cfg.probes and not args.no_report:
         _build_capability_report(Path(cfg.output_dir) / cfg.name)
     return 0
 
@@ -78,15 +136,17 @@ def run_experiment(
     heads: list[str] | None = None,
     config_path: str | Path = "config",
     *,
+    planned: list[Run] | None = None,
     dry_run: bool = False,
     report: bool = True,
 ) -> int:
-    """Train and evaluate the planned runs, then write runs.csv, curves.csv and the report."""
+    """Train and evaluate the planned runs (by default, those of `heads`), then write
+    runs.csv, curves.csv and the report."""
     from ..data import dataset_info
 
     where = str(config_path)
     info = distributed.from_environment()
-    planned = plan_runs(cfg, heads, where)
+    planned = plan_runs(cfg, heads, where) if planned is None else planned
     device, train_set, val_set = _check_machine_and_data(cfg, info, where)
     classes = dataset_info(cfg.data)
     if dry_run:
@@ -119,10 +179,16 @@ def run_experiment(
             runs_csv, _, count = tables.write_tables(cfg)
         distributed.shutdown()
     if info.is_main:
-        print(f"wrote {runs_csv} ({count} runs) and curves.csv")
-        shown = _build_report(exp_dir) if report else None
-        print(console.closing(exp_dir, shown), flush=True)
+        _close(cfg, runs_csv, count, report)
     return 0
+
+
+def _close(cfg: ExperimentConfig, runs_csv: Path, count: int, report: bool) -> None:
+    """After the runs: what was written, the report (when asked for) and the summary."""
+    exp_dir = experiment_dir(cfg)
+    print(f"wrote {runs_csv} ({count} runs) and curves.csv")
+    shown = _build_report(exp_dir) if report else None
+    print(console.closing(exp_dir, shown), flush=True)
 
 
 def _train_planned(
@@ -142,7 +208,7 @@ def _train_planned(
         for p in todo:
             run = dataclasses.replace(p, device=device, dist=info)
             metrics = run_one(run, *data)
-            _say(info, _one_line(run, metrics))
+            _say(info, console.result_line(run.label, metrics))
             progress.run_finished()
             distributed.barrier()
 
@@ -204,16 +270,6 @@ def _check_pretrained(cfg: ExperimentConfig, where: str) -> None:
         load_torchvision_checkpoint(backbone, bb.pretrained)
     except UserError as err:
         raise UserError(f"{where}: model.backbone.pretrained: {err}") from None
-
-
-def _one_line(run: Run, metrics: dict[str, Any]) -> str:
-    if metrics["status"] == "diverged":
-        return f"{run.label}: diverged ({metrics['error']})"
-    return (
-        f"{run.label}: mIoU {metrics['mIoU']:.2f}  pixel acc {metrics['pixel_acc']:.2f}  "
-        f"mean acc {metrics['mean_acc']:.2f}  ({metrics['iterations']} it, "
-        f"{metrics['train_time_s']:.1f} s, {metrics['train_images_per_s'] or 0:.1f} img/s)"
-    )
 
 
 def _say(info: DistInfo, text: str) -> None:

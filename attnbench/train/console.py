@@ -90,6 +90,17 @@ def header(cfg: ExperimentConfig, planned: list[Run]) -> str:
     )
 
 
+def result_line(label: str, metrics: dict[str, Any]) -> str:
+    """A finished run's figures (or why it diverged) on one line."""
+    if metrics["status"] == "diverged":
+        return f"{label}: diverged ({metrics['error']})"
+    return (
+        f"{label}: mIoU {metrics['mIoU']:.2f}  pixel acc {metrics['pixel_acc']:.2f}  "
+        f"mean acc {metrics['mean_acc']:.2f}  ({metrics['iterations']} it, "
+        f"{metrics['train_time_s']:.1f} s, {metrics['train_images_per_s'] or 0:.1f} img/s)"
+    )
+
+
 def closing(exp_dir: Path, report: list[Path] | None) -> str:
     """The summary table (summary.md without its title) and the files written; `report`:
     the report's files, None when no report was built."""
