@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +172,32 @@ def start(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -
 def run_jobs(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -> list[Job]:
     """Train the runs not done in `jobs` children; returns the jobs that failed. On an
     interrupt (Ctrl-C) the children are stopped first: the runs they finished are kept."""
-    started = start(args, runs, jobs, log_dir)
+    with _interruptible():
+        started = start(args, runs, jobs, log_dir)
+        try:
+            return watch(started, len(runs), sum(p.status == DONE for p in runs))
+        except BaseException:
+            stop(started)
+            raise
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt here, so that the children are stopped.
+
+    Also in a parent started in the background (`nohup ... &`), where SIGINT is ignored:
+    the children would inherit that, and a killed parent would leave them training.
+    """
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    saved = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return watch(started, len(runs), sum(p.status == DONE for p in runs))
-    except BaseException:
-        stop(started)
-        raise
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 def watch(jobs: list[Job], total: int, done_before: int, poll_s: float = POLL_S) -> list[Job]:

@@ -202,7 +202,9 @@ def _args(path: Path, **kw: Any) -> Any:
     from argparse import Namespace
 
     base = {"config": str(path), "overrides": [], "heads": None, "output_dir": None}
-    return Namespace(**{**base, "dry_run": False, "no_report": False, **kw})
+    return Namespace(
+        **{**base, "dry_run": False, "no_report": False, "jobs": 1, "plan_indices": None, **kw}
+    )
 
 
 def _comparable(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,186 @@
+"""`run --jobs N`: the deal of runs to child processes, their threads, what the parent
+prints and writes, a failing child, and stopping children on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# test_command.py sits beside this file (pytest puts the folder on sys.path): its tiny YAML.
+from test_command import TIMING, read_csv, write_yaml
+
+from attnbench import env, files
+from attnbench.cli import main
+from attnbench.errors import UserError
+from attnbench.experiment.config import load_config
+from attnbench.experiment.plan import plan_runs
+from attnbench.train import jobs
+
+HEADS = "  - {name: base, module: none}\n  - {name: nl, module: nonlocal, params: {reduction: 2}}"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """2 heads x 2 seeds of 2 iterations."""
+    path = write_yaml(tmp_path, heads=HEADS, iterations=2)
+    path.write_text(path.read_text().replace("seeds: [0]", "seeds: [0, 1]"))
+    return path
+
+
+def test_runs_not_done_are_dealt_round_robin_and_no_job_is_empty() -> None:
+    assert jobs.deal([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert jobs.deal([2, 5], 4) == [[2], [5]]  # fewer runs than jobs: one job per run
+    assert jobs.deal([], 2) == []
+
+
+def test_a_child_selects_its_runs_by_position_in_the_plans_end_to_end(tiny: Path) -> None:
+    planned = plan_runs(load_config(tiny), None)
+    assert [p.label for p in planned] == ["base seed0", "base seed1", "nl seed0", "nl seed1"]
+    (picked,) = jobs.select([planned], jobs.parse_indices("1,2"))
+    assert [p.label for p in picked] == ["base seed1", "nl seed0"]
+    # Two parts (a probe suite): positions count on from the first part into the second.
+    assert jobs.select([planned[:2], planned[2:]], [1, 2]) == [[planned[1]], [planned[2]]]
+    with pytest.raises(UserError, match="4 is past the plan's 4 runs"):
+        jobs.select([planned], [4])
+    for text in ("", "1,x", "-1"):
+        with pytest.raises(UserError, match="--plan-indices"):
+            jobs.parse_indices(text)
+
+
+def test_threads_share_the_usable_cores_unless_the_config_pins_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(env, "usable_cores", lambda: 16)
+    assert jobs.threads_per_job(4, pinned=0) == 4
+    assert jobs.threads_per_job(10, pinned=0) == 1
+    assert jobs.threads_per_job(32, pinned=0) == 1
+    assert jobs.threads_per_job(4, pinned=2) == 2
+    child = jobs.child_environment(4)
+    assert child["OMP_NUM_THREADS"] == child["MKL_NUM_THREADS"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("jobs_arg", "world", "message"),
+    [("0", None, "--jobs 0: expected a whole number of processes, 1 or more"),
+     ("2", "2", "--jobs 2: not under torchrun (2 processes already train each run together)")],
+)  # fmt: skip
+def test_jobs_that_cannot_work_are_refused_in_one_line(
+    tiny: Path,
+    jobs_arg: str,
+    world: str | None,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if world:
+        for key, value in (("WORLD_SIZE", world), ("RANK", "0"), ("LOCAL_RANK", "0")):
+            monkeypatch.setenv(key, value)
+    assert main(["run", str(tiny), "--jobs", jobs_arg]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"attnbench run: error: {message}") and err.count("\n") == 1
+    assert not (tiny.parent / "results").exists()
+
+
+def test_dry_run_says_how_the_runs_would_be_split(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(env, "usable_cores", lambda: 16)
+    assert main(["run", str(tiny), "--jobs", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--jobs 3: 4 run(s) to train in 3 processes of 5 thread(s) each" in out
+    assert "  job 1 (2 runs): base seed0, nl seed1\n  job 2 (1 runs): base seed1\n" in out
+    assert not (tiny.parent / "results").exists()
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_rows_of_one_with_split_threads(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    threads = max(1, env.usable_cores() // 2)  # each of the 2 children's share
+    one, two = tiny.parent / "one", tiny.parent / "two"
+    sequential = ["--set", f"train.threads={threads}", "--output-dir", str(one), "--no-report"]
+    assert main(["run", str(tiny), *sequential]) == 0
+    capsys.readouterr()
+    assert main(["run", str(tiny), "--jobs", "2", "--output-dir", str(two)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("experiment: runs ") == 4 and "experiment: runs 4/4, elapsed" in out
+    for label in ("base seed0", "base seed1", "nl seed0", "nl seed1"):
+        assert f"\n{label}: mIoU " in out
+    assert (two / "tiny" / "summary.md").is_file()  # the report, as the sequential path does
+    assert {p.name for p in (two / "tiny" / "jobs").iterdir()} == {"job1.log", "job2.log"}
+
+    def rows(folder: Path) -> list[dict[str, str]]:
+        return [r for r in read_csv(folder / "tiny" / "runs.csv") if r["metric"] not in TIMING]
+
+    assert len(rows(two)) > 50 and rows(two) == rows(one)
+    for run_dir in (two / "tiny" / "runs").glob("*/seed*"):
+        recorded = json.loads((run_dir / "env.json").read_text())
+        assert recorded["threads"] == threads and recorded["omp_num_threads"] == str(threads)
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_named_with_its_log_and_the_others_finish(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tiny.parent / "results" / "tiny"
+    # A file where job 2's first run (base seed1) needs its folder: that child fails.
+    (exp / "runs" / "base").mkdir(parents=True)
+    (exp / "runs" / "base" / "seed1").write_text("in the way")
+    assert main(["run", str(tiny), "--jobs", "2", "--no-report"]) == 1
+    captured = capsys.readouterr()
+    log = exp / "jobs" / "job2.log"
+    last = log.read_text().splitlines()[-1]  # the child's error: the folder is a file
+    assert last.startswith("FileExistsError") and "runs/base/seed1" in last
+    assert f"job 2 failed (exit code 1): {last}; its log: {log}\n" in captured.out
+    assert "1 job(s) failed (see above); the runs finished are kept" in captured.err
+    # Job 1's runs (base seed0, nl seed0) finished and are in runs.csv; job 2's second
+    # run (nl seed1) never started.
+    assert {(r["head"], r["seed"]) for r in read_csv(exp / "runs.csv")} == {
+        ("base", "0"),
+        ("nl", "0"),
+    }
+
+
+def _child(tmp_path: Path, code: str) -> jobs.Job:
+    log = tmp_path / "job1.log"
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    return jobs.Job(1, [], log, process)
+
+
+def test_stop_interrupts_children_and_kills_those_that_do_not_end(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    polite = "import time; time.sleep(60)"  # KeyboardInterrupt at SIGINT
+    stubborn = (
+        "import pathlib, signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    children = [_child(tmp_path, polite), _child(tmp_path, stubborn)]
+    while not ready.exists():  # the stubborn child ignores SIGINT from here on
+        time.sleep(0.05)
+    jobs.stop(children, grace_s=1.0)
+    assert children[0].process.returncode in (1, -2)  # ended by the interrupt
+    assert children[1].process.returncode == -9  # killed after the grace time
+
+
+def test_the_parent_reports_a_new_record_not_the_old_one(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base0, base1 = plan_runs(load_config(tiny), None)[:2]
+    metrics = {"status": "diverged", "error": "loss is nan at iteration 1"}
+    files.atomic_write_json(base0.folder.metrics, metrics)  # an old record: rewritten later
+    writes_base1 = (
+        "import json, pathlib, time; time.sleep(0.5); "
+        f"pathlib.Path({str(base1.folder.path)!r}).mkdir(parents=True); "
+        f"pathlib.Path({str(base1.folder.metrics)!r}).write_text(json.dumps({metrics!r}))"
+    )
+    child = _child(tiny.parent, writes_base1)
+    child.runs = [base0, base1]
+    assert jobs.watch([child], total=2, done_before=0, poll_s=0.05) == []
+    out = capsys.readouterr().out
+    assert "base seed1: diverged (loss is nan at iteration 1)" in out
+    assert "base seed0" not in out
