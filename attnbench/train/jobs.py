@@ -104,7 +104,8 @@ def describe_split(runs: list[Run], jobs: int) -> str:
     ]
     for k, indices in enumerate(dealt, 1):
         labels = ", ".join(run_label(runs[i]) for i in indices)
-        lines.append(f"  job {k} ({len(indices)} runs): {labels}")
+        count = f"{len(indices)} run{'s' if len(indices) > 1 else ''}"
+        lines.append(f"  job {k} ({count}): {labels}")
     return "\n".join(lines)
 
 

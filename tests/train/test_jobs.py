@@ -4,6 +4,8 @@ prints and writes, a failing child, and stopping children on Ctrl-C."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +95,7 @@ def test_dry_run_says_how_the_runs_would_be_split(
     assert main(["run", str(tiny), "--jobs", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "--jobs 3: 4 run(s) to train in 3 processes of 5 thread(s) each" in out
-    assert "  job 1 (2 runs): base seed0, nl seed1\n  job 2 (1 runs): base seed1\n" in out
+    assert "  job 1 (2 runs): base seed0, nl seed1\n  job 2 (1 run): base seed1\n" in out
     assert not (tiny.parent / "results").exists()
 
 
@@ -165,6 +167,19 @@ def test_stop_interrupts_children_and_kills_those_that_do_not_end(tmp_path: Path
     jobs.stop(children, grace_s=1.0)
     assert children[0].process.returncode in (1, -2)  # ended by the interrupt
     assert children[1].process.returncode == -9  # killed after the grace time
+
+
+def test_sigint_and_sigterm_interrupt_the_parent_even_where_sigint_was_ignored() -> None:
+    # In the background (`nohup ... &`) SIGINT is ignored, and children would inherit that.
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for sent in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt), jobs._interruptible():
+                os.kill(os.getpid(), sent)
+                time.sleep(5)  # the signal arrives before this ends
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored after
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_the_parent_reports_a_new_record_not_the_old_one(
