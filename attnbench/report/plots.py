@@ -118,10 +118,15 @@ def draw_miou_against(
         ax.set_ylabel("mIoU (%), mean ± 95% CI over seeds")
         # Outside the axes: inside, it covered error bars.
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="head")
-        if caption:
-            fig.text(0.01, -0.02, caption, fontsize=7.5, va="top", wrap=True)
+        add_caption(fig, caption)
         repel_labels(ax, labels)
     return fig
+
+
+def add_caption(fig: Figure, caption: str) -> None:
+    """The run context (device, torch, threads, seeds) under the figure, as a reader needs it."""
+    if caption:
+        fig.text(0.01, -0.02, caption, fontsize=7.5, va="top", wrap=True)
 
 
 def plot_miou_against(
@@ -137,7 +142,9 @@ def plot_miou_against(
     return None if fig is None else save_figure(fig, path)
 
 
-def plot_curves(curves: pd.DataFrame, path: Path, heads: list[str] | None = None) -> Path | None:
+def plot_curves(
+    curves: pd.DataFrame, path: Path, heads: list[str] | None = None, caption: str = ""
+) -> Path | None:
     """Training loss and evaluation mIoU against iteration, mean over seeds with ±1 sd band."""
     loss = curves[curves["metric"] == "loss"]
     miou = curves[curves["metric"] == "mIoU"]
@@ -168,10 +175,11 @@ def plot_curves(curves: pd.DataFrame, path: Path, heads: list[str] | None = None
             ax.set_ylabel(ylabel)
         ax_loss.set_title("loss (mean over seeds, band = ±1 sd)", fontsize=9)
         ax_miou.set_title("mIoU at evaluation points", fontsize=9)
+        add_caption(fig, caption)
     return save_figure(fig, path)
 
 
-def plot_sweep_heatmap(table: pd.DataFrame, param: str, path: Path) -> Path:
+def plot_sweep_heatmap(table: pd.DataFrame, param: str, path: Path, caption: str = "") -> Path:
     """Heat map of mean mIoU: rows = trained heads, columns = values of the swept parameter."""
     with sns.axes_style("white"):
         width = 1.6 + 0.9 * max(len(table.columns), 1)
@@ -187,4 +195,5 @@ def plot_sweep_heatmap(table: pd.DataFrame, param: str, path: Path) -> Path:
         )
         ax.set_xlabel(f"{param} at evaluation")
         ax.set_ylabel("trained head")
+        add_caption(fig, caption)
     return save_figure(fig, path)

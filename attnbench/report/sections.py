@@ -235,13 +235,19 @@ def per_class_section(res: Results) -> list[str]:
     return [*out, md_table(["class", *classes.columns], rows), ""]
 
 
+def figure_caption(res: Results) -> str:
+    """The report's context lines (device, torch, threads, seeds, code), one per line."""
+    return "\n".join(line.removeprefix("- ") for line in res.context)
+
+
 def sweep_sections(res: Results) -> list[str]:
     """One section per evaluation sweep: the table and its heat map."""
     out: list[str] = []
     for param, table in sweep_tables(res.runs).items():
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in param)
         labelled = table.set_axis(_sweep_row_labels(table, param, res.config), axis=0)
-        png = plots.plot_sweep_heatmap(labelled, param, res.exp_dir / f"sweep_{safe}.png")
+        path = res.exp_dir / f"sweep_{safe}.png"
+        png = plots.plot_sweep_heatmap(labelled, param, path, figure_caption(res))
         rows = [[str(i), *(_fmt(v, 2) for v in labelled.loc[i])] for i in labelled.index]
         out += [f"## Evaluation sweep: {param}", ""]
         out += [
@@ -256,7 +262,7 @@ def sweep_sections(res: Results) -> list[str]:
 def cost_figures_section(res: Results) -> list[str]:
     out = ["## Accuracy against cost", ""]
     memory_label = f"training memory (MB; {', '.join(res.kind_set) or 'kind not recorded'})"
-    caption = "\n".join(line.removeprefix("- ") for line in res.context)
+    caption = figure_caption(res)
     for column, label, scale, file in (
         ("macs", "head GMACs per image", 1e9, "miou_vs_macs.png"),
         ("train_memory_mb", memory_label, 1.0, "miou_vs_memory.png"),
@@ -276,7 +282,7 @@ def curves_section(res: Results) -> list[str]:
     bad = set(zip(diverged["head"], diverged["seed"], strict=True))
     keep = [(h, s) not in bad for h, s in zip(curves["head"], curves["seed"], strict=True)]
     heads = list(res.summary["head"])
-    png = plots.plot_curves(curves[keep], res.exp_dir / "curves.png", heads)
+    png = plots.plot_curves(curves[keep], res.exp_dir / "curves.png", heads, figure_caption(res))
     return [
         *out,
         f"![training curves]({png.name})" if png else "curves.csv has no loss or mIoU.",

@@ -63,3 +63,22 @@ def test_point_labels_neither_overlap_nor_cover_points(figure) -> None:
 def test_no_values_no_figure() -> None:
     empty = SUMMARY.assign(macs=float("nan"))
     assert draw_miou_against(empty, "macs", "head GMACs", 1e9) is None
+
+
+def test_curves_and_sweep_figures_carry_the_run_context(monkeypatch, tmp_path) -> None:
+    from attnbench.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    caption = "device: cpu; torch: 2.x; threads: 1\nseeds: 0, 1"
+    curves = pd.DataFrame(
+        {"head": ["a", "a"], "seed": [0, 0], "iteration": [1, 2], "metric": ["loss", "mIoU"],
+         "value": [0.5, 40.0]}
+    )  # fmt: skip
+    plots.plot_curves(curves, tmp_path / "curves.png", caption=caption)
+    table = pd.DataFrame([[40.0, 42.0]], index=["ema-t1"], columns=[1, 2])
+    plots.plot_sweep_heatmap(table, "eval_stages", tmp_path / "sweep.png", caption)
+    assert len(drawn) == 2
+    for fig in drawn:
+        assert caption in [t.get_text() for t in fig.texts]
+        plt.close(fig)
