@@ -161,7 +161,10 @@ def test_stop_interrupts_children_and_kills_those_that_do_not_end(tmp_path: Path
         "import pathlib, signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
         f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
     )
-    children = [_child(tmp_path, polite), _child(tmp_path, stubborn)]
+    # Started as run_jobs starts them: under _interruptible, so that a child does not
+    # inherit an ignored SIGINT from a parent in the background (nohup, CI).
+    with jobs._interruptible():
+        children = [_child(tmp_path, polite), _child(tmp_path, stubborn)]
     while not ready.exists():  # the stubborn child ignores SIGINT from here on
         time.sleep(0.05)
     jobs.stop(children, grace_s=1.0)
