@@ -233,8 +233,11 @@ def _run_paper(
     if done:
         # Resume: the earlier run's rows (same device, dtype, torch, threads) are kept, with
         # its matmul rate, so every '% of peak' figure keeps referring to one measurement.
-        earlier = next(r for r in _read_rows(path) if r["metric"] == "matmul_macs_per_s")
-        rate, numerics = earlier["value"], earlier["method"].removeprefix("square matmul, median; ")
+        # A table cut before its matmul row (edited by hand) keeps this run's rate instead.
+        earlier = next((r for r in _read_rows(path) if r["metric"] == "matmul_macs_per_s"), None)
+        if earlier is not None:
+            rate = earlier["value"]
+            numerics = earlier["method"].removeprefix("square matmul, median; ")
     method = f"square matmul, median; {numerics}"
     rows = [row(device_case, env, "matmul_macs_per_s", rate, "MACs/s", method)]
     rows += [r for kept in done.values() for r in kept]

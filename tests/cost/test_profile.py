@@ -125,6 +125,21 @@ def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypa
     assert len(again) == len(first)
 
 
+def test_paper_profile_resumes_a_table_without_its_matmul_row(tmp_path) -> None:
+    argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "paper")
+    argv += ("--modules", "none", "a2")
+    assert command(_parse(*argv)) == 0
+    first = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    cut = (first["metric"] == "matmul_macs_per_s") | (
+        (first["module"] == "a2") & (first["scope"] == "head")
+    )
+    first[~cut].to_csv(tmp_path / "paper.csv", index=False)
+    assert command(_parse(*argv)) == 0  # once a StopIteration traceback
+    again = pd.read_csv(tmp_path / "paper.csv", keep_default_na=False)
+    assert (again["metric"] == "matmul_macs_per_s").sum() == 1  # this run's rate
+    assert len(again) == len(first)
+
+
 def test_quick_profile_defaults_away_from_the_committed_one(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert (
