@@ -115,6 +115,9 @@ def draw_miou_against(
         # From zero: a cost axis that starts at the cheapest head makes small gaps look large.
         ax.set_xlim(0, rows[column].max() / scale * 1.15)
         ax.set_xlabel(xlabel)
+        # mIoU lies in [0, 100]: an interval from few seeds may reach past it, the axis not.
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 100.0))
         ax.set_ylabel("mIoU (%), mean ± 95% CI over seeds")
         # Outside the axes: inside, it covered error bars.
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="head")

@@ -82,3 +82,14 @@ def test_curves_and_sweep_figures_carry_the_run_context(monkeypatch, tmp_path) -
     for fig in drawn:
         assert caption in [t.get_text() for t in fig.texts]
         plt.close(fig)
+
+
+def test_the_miou_axis_stays_within_0_and_100() -> None:
+    wide = pd.DataFrame(
+        {"head": ["a", "b"], "miou_mean": [59.0, 73.0], "miou_ci": [110.0, 37.0],
+         "macs": [1e9, 2e9], "baseline": [False, False]}
+    )  # fmt: skip
+    fig = draw_miou_against(wide, "macs", "GMACs", scale=1e9)
+    low, high = fig.axes[0].get_ylim()
+    assert 0.0 <= low < 36.0 and 100.0 >= high > 73.0
+    plt.close(fig)
