@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +114,18 @@ class RenderedImages(Dataset):
             cached += 1
         items.close()
         return cached
+
+
+def render_into_memory(*datasets: Any, show: bool) -> None:
+    """Draw every generated data set among `datasets` into the cache (before the first
+    run, see RenderedImages.render_all); a line each when `show`. Others are skipped."""
+    for dataset in datasets:
+        if hasattr(dataset, "render_all"):  # the generated data sets: embedded task, probes
+            started = time.perf_counter()
+            cached = dataset.render_all(show=show)
+            if show:
+                print(
+                    f"{dataset.split} images: {cached} of {len(dataset)} drawn into memory "
+                    f"in {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )

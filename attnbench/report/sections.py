@@ -1,11 +1,9 @@
-"""The sections of summary.md and report.md, one function each, from runs.csv and curves.csv."""
+"""The text of summary.md and report.md, one function per section, from the Results
+record and the Figures drawn from it. Nothing here computes a number or draws."""
 
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,12 +11,10 @@ import pandas as pd
 import modules
 
 from ..markdown import md_table
-from . import plots
 from .context import describe_memory_kind
-from .map_figures import extra_figures, image_figures
-from .stats import per_class_iou, split_diverged, sweep_tables
-
-LEVEL = 0.95
+from .drawing import Figures
+from .published import published_section
+from .results import LEVEL, Results
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -82,8 +78,9 @@ def _rank(r: Any) -> str:
     return "—" if r.rank == 0 else f"{r.rank}{'=' if r.tied_with else ''}"
 
 
-def render_summary_md(summary: pd.DataFrame, context: list[str], baseline: str | None) -> str:
+def render_summary_md(res: Results) -> str:
     """summary.md: one row per head, from runs.csv."""
+    summary, context, baseline = res.summary, res.context, res.baseline
     base = f"`{baseline}`" if baseline else "baseline (none in this experiment)"
     columns = {
         "head": lambda r: r.head,
@@ -134,50 +131,6 @@ def summary_table(summary: pd.DataFrame, baseline: str | None, kinds: dict[str, 
     return md_table(list(columns), rows)
 
 
-def _sweep_row_labels(table: pd.DataFrame, param: str, config: dict) -> list[str]:
-    """Head names, with the trained value of what the swept attribute replaces at evaluation
-    (its module's EVAL_OVERRIDES; else the attribute itself) when the config has it."""
-    heads = {h.get("name"): h for h in config.get("heads") or [] if isinstance(h, dict)}
-    labels = []
-    for head in table.index:
-        spec = heads.get(head, {})
-        cls = modules.REGISTRY.get(spec.get("module"))
-        trained = dict(cls.EVAL_OVERRIDES if cls else ()).get(param, param)
-        value = (spec.get("params") or {}).get(trained)
-        labels.append(f"{head} ({trained}={value})" if value is not None else str(head))
-    return labels
-
-
-def _render_maps(exp_dir: Path, num_images: int, heads: list[str]) -> str:
-    """Rebuild the attention-map figures when checkpoints allow; a line for report.md."""
-    try:
-        from .maps import render_attention_maps
-
-        note = render_attention_maps(exp_dir, num_images=num_images, head_order=heads)
-    except Exception as err:  # the figure is a bonus: the tables must still be written
-        note = f"Attention maps not rebuilt: {type(err).__name__}: {err}"
-        print(f"attnbench report: warning: {note}", file=sys.stderr)
-    return note
-
-
-@dataclass(frozen=True)
-class Results:
-    """What report.md is built from: runs.csv and curves.csv, summarised, with context."""
-
-    exp_dir: Path
-    runs: pd.DataFrame
-    curves: pd.DataFrame | None
-    summary: pd.DataFrame
-    baseline: str | None
-    kinds: dict[str, str]  # head -> memory kind
-    context: list[str]  # the lines under the title: device, seeds, data, resolution
-    config: dict  # the experiment's config.yaml, as a plain dict
-
-    @property
-    def kind_set(self) -> list[str]:
-        return list(dict.fromkeys(self.kinds.values()))
-
-
 def title_section(res: Results) -> list[str]:
     name = res.runs["experiment"].iloc[0] or res.exp_dir.name
     return [f"# Experiment `{name}`", "", *res.context, ""]
@@ -217,17 +170,18 @@ def summary_section(res: Results) -> list[str]:
 
 
 def diverged_section(res: Results) -> list[str]:
-    _, diverged = split_diverged(res.runs)
     out = ["## Diverged runs", ""]
-    if diverged.empty:
+    if res.diverged.empty:
         return [*out, "None.", ""]
-    rows = [[r.head, r.module, str(r.seed), f"{r.iteration:.0f}"] for r in diverged.itertuples()]
+    rows = [
+        [r.head, r.module, str(r.seed), f"{r.iteration:.0f}"] for r in res.diverged.itertuples()
+    ]
     out += [md_table(["head", "module", "seed", "loss became NaN at iteration"], rows), ""]
     return [*out, "These runs are left out of every mean, interval and figure.", ""]
 
 
 def per_class_section(res: Results) -> list[str]:
-    classes = per_class_iou(res.runs)
+    classes = res.per_class
     out = ["## Per-class IoU (%, mean over seeds)", ""]
     if classes.empty:
         return [*out, "No per-class IoU rows in runs.csv.", ""]
@@ -235,19 +189,10 @@ def per_class_section(res: Results) -> list[str]:
     return [*out, md_table(["class", *classes.columns], rows), ""]
 
 
-def figure_caption(res: Results) -> str:
-    """The report's context lines (device, torch, threads, seeds, code), one per line."""
-    return "\n".join(line.removeprefix("- ") for line in res.context)
-
-
-def sweep_sections(res: Results) -> list[str]:
+def sweep_sections(res: Results, figs: Figures) -> list[str]:
     """One section per evaluation sweep: the table and its heat map."""
     out: list[str] = []
-    for param, table in sweep_tables(res.runs).items():
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in param)
-        labelled = table.set_axis(_sweep_row_labels(table, param, res.config), axis=0)
-        path = res.exp_dir / f"sweep_{safe}.png"
-        png = plots.plot_sweep_heatmap(labelled, param, path, figure_caption(res))
+    for param, labelled in res.sweeps.items():
         rows = [[str(i), *(_fmt(v, 2) for v in labelled.loc[i])] for i in labelled.index]
         out += [f"## Evaluation sweep: {param}", ""]
         out += [
@@ -255,34 +200,22 @@ def sweep_sections(res: Results) -> list[str]:
             "",
         ]
         out += [md_table([f"head \\ {param}", *map(str, labelled.columns)], rows), ""]
-        out += [f"![mIoU heat map over {param}]({png.name})", ""]
+        out += [f"![mIoU heat map over {param}]({figs.sweeps[param].name})", ""]
     return out
 
 
-def cost_figures_section(res: Results) -> list[str]:
+def cost_figures_section(figs: Figures) -> list[str]:
     out = ["## Accuracy against cost", ""]
-    memory_label = f"training memory (MB; {', '.join(res.kind_set) or 'kind not recorded'})"
-    caption = figure_caption(res)
-    for column, label, scale, file in (
-        ("macs", "head GMACs per image", 1e9, "miou_vs_macs.png"),
-        ("train_memory_mb", memory_label, 1.0, "miou_vs_memory.png"),
-    ):
-        path = res.exp_dir / file
-        png = plots.plot_miou_against(res.summary, column, label, path, scale, caption)
+    for column, png in figs.cost.items():
         out += [f"![mIoU against {column}]({png.name})" if png else f"No {column} values.", ""]
     return out
 
 
-def curves_section(res: Results) -> list[str]:
+def curves_section(res: Results, figs: Figures) -> list[str]:
     out = ["## Training curves", ""]
     if res.curves is None:
         return [*out, "No curves.csv.", ""]
-    _, diverged = split_diverged(res.runs)
-    curves = res.curves
-    bad = set(zip(diverged["head"], diverged["seed"], strict=True))
-    keep = [(h, s) not in bad for h, s in zip(curves["head"], curves["seed"], strict=True)]
-    heads = list(res.summary["head"])
-    png = plots.plot_curves(curves[keep], res.exp_dir / "curves.png", heads, figure_caption(res))
+    png = figs.curves
     return [
         *out,
         f"![training curves]({png.name})" if png else "curves.csv has no loss or mIoU.",
@@ -290,17 +223,28 @@ def curves_section(res: Results) -> list[str]:
     ]
 
 
-def maps_section(res: Results, maps: bool, num_images: int) -> list[str]:
-    """The attention-map figures, redrawn when `maps` and the checkpoints allow."""
-    note = (
-        _render_maps(res.exp_dir, num_images, list(res.summary["head"]))
-        if maps
-        else "Attention maps not rebuilt (--no-maps)."
-    )
-    out = ["## Attention maps", "", note, ""]
-    for k, figure in enumerate(image_figures(res.exp_dir), start=1):
+def maps_section(figs: Figures) -> list[str]:
+    """The attention-map figures: what they show, or why they were not redrawn."""
+    out = ["## Attention maps", "", figs.maps_note, ""]
+    for k, figure in enumerate(figs.map_images, start=1):
         out += [f"![attention maps, image {k}]({figure.name})", ""]
-    for module, figure in extra_figures(res.exp_dir):
+    for module, figure in figs.extra_maps:
         extra = modules.REGISTRY[module].EXTRA_MAP
         out += [f"![{module.upper()} {extra}]({figure.name})", ""]
     return out
+
+
+def render_report(res: Results, figs: Figures) -> str:
+    """report.md, section by section."""
+    out = [
+        *title_section(res),
+        *summary_section(res),
+        *published_section(res.summary, res.config),
+        *diverged_section(res),
+        *per_class_section(res),
+        *sweep_sections(res, figs),
+        *cost_figures_section(figs),
+        *curves_section(res, figs),
+        *maps_section(figs),
+    ]
+    return "\n".join(out)

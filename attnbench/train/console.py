@@ -1,5 +1,5 @@
-"""What `run` prints before and after the runs: a header line with an estimate, and at
-the end the summary table and every file written.
+"""What `run` prints as it trains: a header line with an estimate, and a line per
+finished run. (What it prints at the end is report/closing.py's.)
 
 The estimate comes from the records already in the experiment's folder: each run's
 metrics.json holds the wall time of the process that made it (`wall_time_s`; older
@@ -12,7 +12,6 @@ over after the first iterations.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from ..experiment.config import ExperimentConfig
@@ -20,8 +19,6 @@ from ..experiment.layout import DONE, experiment_dir
 from ..experiment.plan import Run
 from ..files import read_json
 from ..progress import clock
-
-RUN_FILES = "config.yaml, env.json, log.jsonl, metrics.json, checkpoints/last.pt"
 
 
 def _recorded_seconds(planned: list[Run]) -> list[tuple[float, bool] | None]:
@@ -65,6 +62,7 @@ def _count(n: int, noun: str) -> str:
 
 def header(cfg: ExperimentConfig, planned: list[Run]) -> str:
     """One line: how many runs, where they go, and how long they should take."""
+    found = estimate(planned)
     exp_dir = experiment_dir(cfg)
     heads = list(dict.fromkeys(p.head.name for p in planned))
     seeds = {p.seed for p in planned}
@@ -76,7 +74,6 @@ def header(cfg: ExperimentConfig, planned: list[Run]) -> str:
     todo = sum(p.status != DONE for p in planned)
     runs = _count(len(planned), "run")
     line = f"run {cfg.name}: {runs} ({shape}), {todo} to train -> {exp_dir}/; "
-    found = estimate(planned)
     if todo == 0:
         return line + "nothing to train"
     if found is None:
@@ -99,21 +96,3 @@ def result_line(label: str, metrics: dict[str, Any]) -> str:
         f"mean acc {metrics['mean_acc']:.2f}  ({metrics['iterations']} it, "
         f"{metrics['train_time_s']:.1f} s, {metrics['train_images_per_s'] or 0:.1f} img/s)"
     )
-
-
-def closing(exp_dir: Path, report: list[Path] | None) -> str:
-    """The summary table (summary.md without its title) and the files written; `report`:
-    the report's files, None when no report was built."""
-    report_built = report is not None
-    lines = []
-    summary = exp_dir / "summary.md"
-    if report_built and summary.is_file():
-        body = summary.read_text().strip().removeprefix("# Summary").strip()
-        lines += [f"summary ({summary}):", "", body, ""]
-    written: list[Any] = [exp_dir / "config.yaml", exp_dir / "runs.csv", exp_dir / "curves.csv"]
-    if report_built:
-        written += report
-    lines.append("files written:")
-    lines += [f"  {path}" for path in dict.fromkeys(written) if Path(path).is_file()]
-    lines.append(f"  and per run, {exp_dir}/runs/<head>/seed<k>/: {RUN_FILES}")
-    return "\n".join(lines)

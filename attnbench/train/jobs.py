@@ -14,7 +14,6 @@ N processes that each take every core spin-wait on one another and all but stop.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -29,55 +28,19 @@ from typing import Any
 import attnbench
 
 from .. import env, files, progress
-from ..distributed import DistInfo
-from ..errors import UserError
 from ..experiment.layout import DONE, NEW
 from ..experiment.plan import Run
+from ..experiment.prepare import Request
 from . import console
 
 POLL_S = 2.0  # how often the parent reads the run folders
 STOP_GRACE_S = 30.0  # how long an interrupted child may take to end before it is killed
 
 
-def check_jobs(jobs: int, info: DistInfo) -> None:
-    """A one-line UserError for a --jobs value that cannot work here."""
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: expected a whole number of processes, 1 or more")
-    if jobs > 1 and info.enabled:
-        raise UserError(
-            f"--jobs {jobs}: not under torchrun ({info.world_size} processes already train "
-            "each run together); use one or the other"
-        )
-
-
 def deal(todo: Sequence[int], jobs: int) -> list[list[int]]:
     """The plan positions of the runs to train, dealt round-robin to at most `jobs` jobs,
     so that each job gets a mix of heads; no job is left empty."""
     return [list(todo[k::jobs]) for k in range(min(jobs, len(todo)))]
-
-
-def parse_indices(text: str) -> list[int]:
-    """--plan-indices "0,4,8": positions in the plan."""
-    try:
-        indices = [int(part) for part in text.split(",")]
-    except ValueError:
-        indices = []
-    if not indices or min(indices) < 0:
-        raise UserError(f"--plan-indices {text!r}: expected positions in the plan, e.g. 0,4,8")
-    return indices
-
-
-def select(plans: list[list[Run]], indices: Sequence[int]) -> list[list[Run]]:
-    """Each part's plan reduced to the runs at `indices` in the plans laid end to end."""
-    total = sum(map(len, plans))
-    wanted = set(indices)
-    if max(wanted) >= total:
-        raise UserError(f"--plan-indices: {max(wanted)} is past the plan's {total} runs")
-    kept, start = [], 0
-    for planned in plans:
-        kept.append([p for i, p in enumerate(planned, start) if i in wanted])
-        start += len(planned)
-    return kept
 
 
 def threads_per_job(children: int, pinned: int) -> int:
@@ -119,15 +82,15 @@ class Job:
     process: subprocess.Popen
 
 
-def child_argv(args: argparse.Namespace, indices: list[int], threads: int) -> list[str]:
+def child_argv(request: Request, indices: list[int], threads: int) -> list[str]:
     """The child's command line: the parent's options, its runs, its threads, no report."""
-    argv = [sys.executable, "-m", "attnbench", "run", str(args.config)]
-    for item in [*args.overrides, f"train.threads={threads}"]:
+    argv = [sys.executable, "-m", "attnbench", "run", str(request.config)]
+    for item in [*request.overrides, f"train.threads={threads}"]:
         argv += ["--set", item]
-    if args.heads:
-        argv += ["--heads", args.heads]
-    if args.output_dir:
-        argv += ["--output-dir", args.output_dir]
+    if request.heads:
+        argv += ["--heads", ",".join(request.heads)]
+    if request.output_dir:
+        argv += ["--output-dir", request.output_dir]
     return [*argv, "--no-report", "--plan-indices", ",".join(map(str, indices))]
 
 
@@ -144,8 +107,9 @@ def child_environment(threads: int) -> dict[str, str]:
     }
 
 
-def start(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -> list[Job]:
+def start(request: Request, runs: list[Run], log_dir: Path) -> list[Job]:
     """A child process per job, its output into log_dir/job<k>.log."""
+    jobs = request.jobs
     todo = [i for i, p in enumerate(runs) if p.status != DONE]
     dealt = deal(todo, jobs)
     threads = threads_per_job(len(dealt), runs[0].cfg.train.threads)
@@ -159,7 +123,7 @@ def start(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -
         log = log_dir / f"job{k}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
-                child_argv(args, indices, threads),
+                child_argv(request, indices, threads),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -170,11 +134,11 @@ def start(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -
     return started
 
 
-def run_jobs(args: argparse.Namespace, runs: list[Run], jobs: int, log_dir: Path) -> list[Job]:
-    """Train the runs not done in `jobs` children; returns the jobs that failed. On an
+def run_jobs(request: Request, runs: list[Run], log_dir: Path) -> list[Job]:
+    """Train the runs not done in request.jobs children; returns the jobs that failed. On an
     interrupt (Ctrl-C) the children are stopped first: the runs they finished are kept."""
     with _interruptible():
-        started = start(args, runs, jobs, log_dir)
+        started = start(request, runs, log_dir)
         try:
             return watch(started, len(runs), sum(p.status == DONE for p in runs))
         except BaseException:

@@ -11,7 +11,7 @@ import pytest
 
 import modules
 from attnbench.data.published import load_published
-from attnbench.report.command import build_report
+from attnbench.report.build import build_report
 
 FIXTURE = Path(__file__).parent / "fixtures"
 MMSEG = "open-mmlab/mmsegmentation@0b127a561528062ea1086ccb80808da46be3639f configs/"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attnbench.cli import main
-from attnbench.report.command import build_report
+from attnbench.report.build import build_report
 from attnbench.report.stats import load_runs, summarise
 
 FIXTURE = Path(__file__).parent / "fixtures"

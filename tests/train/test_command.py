@@ -16,6 +16,7 @@ import attnbench.train.loop
 from attnbench.cli import main
 from attnbench.experiment.config import ConfigError, load_config
 from attnbench.experiment.plan import run_config
+from attnbench.report import closing
 from attnbench.report.tables import CURVE_COLUMNS, RUN_COLUMNS
 from attnbench.train import command as runner
 from attnbench.train import run as run_module
@@ -76,7 +77,7 @@ def write_yaml(
 def reports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Records report calls instead of drawing figures (the report has its own tests)."""
     calls: list[Path] = []
-    monkeypatch.setattr(runner, "_build_report", calls.append)
+    monkeypatch.setattr(closing, "build_report_safely", calls.append)
     return calls
 
 
@@ -237,7 +238,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
 
     monkeypatch.setattr(attnbench.train.loop, "train_one_iteration", dies_at_four)
     with pytest.raises(KeyboardInterrupt):
-        runner.run_experiment(load_config(killed))
+        runner.command(_args(killed))
     rd_b = tmp_path / "b/results/tiny/runs/cc/seed0"
     assert not (rd_b / "metrics.json").exists()
     assert (rd_b / "checkpoints/last.pt").is_file()
@@ -358,7 +359,7 @@ def test_the_loss_is_read_once_per_log_interval_not_per_iteration(
         return real(tensor)
 
     monkeypatch.setattr(attnbench.distributed, "all_reduce_mean", counting)
-    assert runner.run_experiment(load_config(path, ["train.log_interval=3"])) == 0
+    assert runner.command(_args(path, overrides=["train.log_interval=3"])) == 0
     assert len(reads) == 3  # iterations 3, 6 and the last, 7
     rd = tmp_path / "results/tiny/runs/base/seed0"
     logged = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines()]

@@ -1,0 +1,62 @@
+"""What `run` writes and prints once its runs are done: each part's runs.csv and
+curves.csv, its report, the summary table and every file written; for a probe suite,
+the capability report over its probes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..experiment.prepare import Prepared
+from . import tables
+from .build import build_report, build_suite_report, report_files
+
+RUN_FILES = "config.yaml, env.json, log.jsonl, metrics.json, checkpoints/last.pt"
+
+
+def write_tables(prepared: Prepared) -> list[tuple[Path, int]]:
+    """Each part's runs.csv and curves.csv, rebuilt from its run folders: (runs.csv, runs)."""
+    written = [tables.write_tables(part.cfg) for part in prepared.parts]
+    return [(runs_csv, count) for runs_csv, _, count in written]
+
+
+def close(prepared: Prepared, written: list[tuple[Path, int]], report: bool) -> None:
+    """Per part, what was written, the report (when asked for) and the summary; then the
+    capability report of a probe suite."""
+    for part, (runs_csv, count) in zip(prepared.parts, written, strict=True):
+        print(f"wrote {runs_csv} ({count} runs) and curves.csv")
+        shown = build_report_safely(part.exp_dir) if report else None
+        print(closing_text(part.exp_dir, shown), flush=True)
+    if report and prepared.suite_dir is not None:
+        for path in build_suite_report(prepared.suite_dir):
+            print(f"wrote {path}")
+
+
+def build_report_safely(exp_dir: Path) -> list[Path] | None:
+    """summary.md, report.md and the figures: the files written, or None (and a warning)
+    when that failed."""
+    try:
+        build_report(exp_dir)
+    except Exception as err:  # the results are written; a failing figure must not hide them
+        print(f"warning: report failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return None
+    return report_files(exp_dir)
+
+
+def closing_text(exp_dir: Path, report: list[Path] | None) -> str:
+    """The summary table (summary.md without its title) and the files written; `report`:
+    the report's files, None when no report was built."""
+    report_built = report is not None
+    lines = []
+    summary = exp_dir / "summary.md"
+    if report_built and summary.is_file():
+        body = summary.read_text().strip().removeprefix("# Summary").strip()
+        lines += [f"summary ({summary}):", "", body, ""]
+    written: list[Any] = [exp_dir / "config.yaml", exp_dir / "runs.csv", exp_dir / "curves.csv"]
+    if report_built:
+        written += report
+    lines.append("files written:")
+    lines += [f"  {path}" for path in dict.fromkeys(written) if Path(path).is_file()]
+    lines.append(f"  and per run, {exp_dir}/runs/<head>/seed<k>/: {RUN_FILES}")
+    return "\n".join(lines)
