@@ -8,7 +8,7 @@ normalised with the ImageNet statistics, label int64 (H, W), 255 = ignore);
 
 from __future__ import annotations
 
-import importlib
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from torch.utils.data import Dataset
@@ -17,14 +17,6 @@ from ..errors import UserError
 
 # The data sets, named once: the config's data.dataset takes one of these.
 DATASETS = ("synthetic", "probe", "voc", "cityscapes", "ade20k")
-# The module of each data set; each has CLASS_NAMES, and the files on disk a layout.
-_MODULES = {
-    "synthetic": "synthetic",
-    "probe": "probes",
-    "voc": "voc",
-    "cityscapes": "cityscapes",
-    "ade20k": "ade20k",
-}
 TITLES = {
     "synthetic": "synthetic",
     "probe": "probe",
@@ -39,8 +31,22 @@ class DatasetInfo(NamedTuple):
     class_names: tuple[str, ...]
 
 
-def _module(dataset: str) -> Any:
-    return importlib.import_module(f".{_MODULES[dataset]}", __name__)
+def _module(dataset: str) -> ModuleType:
+    """The module of each data set (imported when first asked for): each has CLASS_NAMES,
+    and those read from disk a layout."""
+    if dataset == "synthetic":
+        from . import synthetic as module
+    elif dataset == "probe":
+        from . import probes as module
+    elif dataset == "voc":
+        from . import voc as module
+    elif dataset == "cityscapes":
+        from . import cityscapes as module
+    elif dataset == "ade20k":
+        from . import ade20k as module
+    else:
+        raise KeyError(dataset)
+    return module
 
 
 def dataset_info(cfg: Any) -> DatasetInfo:
