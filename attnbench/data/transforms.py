@@ -149,17 +149,6 @@ def resize_image(image: torch.Tensor, size: tuple[int, int], factor: float) -> t
     )[0]
 
 
-def train_transform(
-    crop_size: int | tuple[int, int],
-    scale_range: tuple[float, float],
-    base_size: tuple[int, int] | None = None,
-) -> SegTransform:
-    """The reference training augmentation: random scale, pad/crop, flip."""
-    return SegTransform(
-        crop_size=crop_size, scale_range=tuple(scale_range), base_size=base_size, flip=True
-    )
-
-
 def eval_transform(resize_to: tuple[int, int] | None = None) -> SegTransform:
     """Evaluation: normalisation, and with resize_to a keep-ratio resize of the image only."""
     return SegTransform(resize_to=resize_to)
