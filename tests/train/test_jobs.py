@@ -18,8 +18,6 @@ from test_command import TIMING, read_csv, write_yaml
 
 from attnbench import env, files
 from attnbench.cli import main
-from attnbench.errors import UserError
-from attnbench.experiment import prepare
 from attnbench.experiment.config import load_config
 from attnbench.experiment.plan import plan_runs
 from attnbench.train import jobs
@@ -39,20 +37,6 @@ def test_runs_not_done_are_dealt_round_robin_and_no_job_is_empty() -> None:
     assert jobs.deal([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 3, 6], [1, 4], [2, 5]]
     assert jobs.deal([2, 5], 4) == [[2], [5]]  # fewer runs than jobs: one job per run
     assert jobs.deal([], 2) == []
-
-
-def test_a_child_selects_its_runs_by_position_in_the_plans_end_to_end(tiny: Path) -> None:
-    planned = plan_runs(load_config(tiny), None)
-    assert [p.label for p in planned] == ["base seed0", "base seed1", "nl seed0", "nl seed1"]
-    (picked,) = prepare.select([planned], prepare.parse_indices("1,2"))
-    assert [p.label for p in picked] == ["base seed1", "nl seed0"]
-    # Two parts (a probe suite): positions count on from the first part into the second.
-    assert prepare.select([planned[:2], planned[2:]], [1, 2]) == [[planned[1]], [planned[2]]]
-    with pytest.raises(UserError, match="4 is past the plan's 4 runs"):
-        prepare.select([planned], [4])
-    for text in ("", "1,x", "-1"):
-        with pytest.raises(UserError, match="--plan-indices"):
-            prepare.parse_indices(text)
 
 
 def test_threads_share_the_usable_cores_unless_the_config_pins_them(
