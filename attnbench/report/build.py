@@ -47,9 +47,11 @@ def build_suite_report(suite_dir: Path) -> list[Path]:
     config = read_experiment_config(suite_dir / probes[0])
     train = config.get("train", {}) if isinstance(config, dict) else {}
     context = [
-        f"device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}",
+        f"device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}; "
+        f"code: git {env['git_commit']}",
         f"probes: {', '.join(probes)}; seeds: {', '.join(map(str, config.get('seeds', [])))}; "
         f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')}",
-        "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes),
     ]
-    return capability.build_capability_report(suite_dir, context)
+    detail = "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes)
+    caption = "\n".join(context)
+    return capability.build_capability_report(suite_dir, [*context, detail], caption)

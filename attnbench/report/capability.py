@@ -31,6 +31,7 @@ from ..data.probes import local_chance_iou
 from ..errors import UserError
 from ..figures import plt, save_figure
 from ..files import atomic_write_text
+from .plots import add_caption
 from .stats import Interval, load_curves, load_runs, mean_interval, paired_difference
 
 GATE_CLOSED = 0.05  # engagement below this: the module has hardly changed its input
@@ -156,7 +157,9 @@ def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_engagement(suite_dir: Path, probes: list[str], path: Path) -> Path | None:
+def plot_engagement(
+    suite_dir: Path, probes: list[str], path: Path, caption: str = ""
+) -> Path | None:
     """Engagement against iteration, mean over seeds, one panel per probe."""
     curves = [(p, load_curves(Path(suite_dir) / p / "curves.csv")) for p in probes]
     curves = [(p, c[c["metric"] == "engagement"]) for p, c in curves if c is not None]
@@ -177,10 +180,11 @@ def plot_engagement(suite_dir: Path, probes: list[str], path: Path) -> Path | No
         ax.set_xlabel("iteration")
         ax.set_ylabel("||module(x) − x|| / ||x||, mean over seeds")
         ax.legend(fontsize=7, ncol=2)
+    add_caption(fig, caption)
     return save_figure(fig, path)
 
 
-def plot_knockout(table: pd.DataFrame, path: Path) -> Path | None:
+def plot_knockout(table: pd.DataFrame, path: Path, caption: str = "") -> Path | None:
     """Long-range mIoU trained and with the module knocked out, per head, one panel per probe."""
     probes = list(dict.fromkeys(table["probe"]))
     if table["knockout_mean"].isna().all():
@@ -201,19 +205,21 @@ def plot_knockout(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set_ylim(0, 100)
         ax.set_title(f"{probe}: long-range mIoU (%)")
         ax.legend(fontsize=7, loc="upper left")
+    add_caption(fig, caption)
     return save_figure(fig, path)
 
 
-def build_capability_report(suite_dir: Path, context: list[str]) -> list[Path]:
-    """capability.csv, summary.md, engagement.png and knockout.png under suite_dir."""
+def build_capability_report(suite_dir: Path, context: list[str], caption: str = "") -> list[Path]:
+    """capability.csv, summary.md, engagement.png and knockout.png under suite_dir; `caption`
+    (the run context) goes under each figure."""
     suite_dir = Path(suite_dir)
     table = capability_table(suite_dir)
     written = [suite_dir / "capability.csv", suite_dir / "summary.md"]
     atomic_write_text(written[0], table.to_csv(index=False, float_format="%.4f"))
     text = render_markdown(table, context)
     figures = [
-        plot_engagement(suite_dir, suite_probes(suite_dir), suite_dir / "engagement.png"),
-        plot_knockout(table, suite_dir / "knockout.png"),
+        plot_engagement(suite_dir, suite_probes(suite_dir), suite_dir / "engagement.png", caption),
+        plot_knockout(table, suite_dir / "knockout.png", caption),
     ]
     for figure in figures:
         if figure is not None:

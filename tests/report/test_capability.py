@@ -71,3 +71,18 @@ def test_the_report_puts_the_table_first_and_draws_both_figures(tmp_path: Path) 
     assert text.index("| probe | head |") < text.index("![engagement]")
     assert "- pairing: solved by pool." in text
     assert pd.read_csv(tmp_path / "capability.csv").shape[0] == 2 * len(RUNS)
+
+
+def test_both_figures_carry_the_run_context(tmp_path: Path, monkeypatch) -> None:
+    from attnbench.report import capability
+
+    for probe in ("pairing", "retrieval"):
+        _write_probe(tmp_path / probe, probe)
+    drawn = []
+    monkeypatch.setattr(capability, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    caption = "device: cpu; torch: 2.x; threads: 1\nprobes: pairing; seeds: 0, 1"
+    build_capability_report(tmp_path, ["device: cpu"], caption)
+    assert len(drawn) == 2
+    for fig in drawn:
+        assert caption in [t.get_text() for t in fig.texts]
+        capability.plt.close(fig)
