@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "cost": "memory, img/s and fps of every head at a recipe, beside mmseg's",
     "equivalence": "EMA (one stage) against A2: the measured gap",
     "data": "download or check a data set: voc (+ SBD), ade20k, cityscapes",
-    "readme": "copy results/quick's summary and figures into README.md",
+    "readme": "copy an experiment's summary and figures into README.md (results/probes)",
 }
 
 
