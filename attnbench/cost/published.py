@@ -1,6 +1,6 @@
 """mmsegmentation's published training memory and inference speed, per head and backbone.
 
-A view on attnbench/report/published.csv (the suite's one file of published figures, each
+A view on attnbench/data/published.csv (the suite's one file of published figures, each
 row citing its README at a commit): the Pascal VOC 2012 + Aug 512x512 rows (20k
 iterations, 4 GPUs x 4 images) where one exists. EMANet has no VOC row: its only rows are
 Cityscapes 512x1024 (4 GPUs x 2 images), and they are compared with FCN's row of that
