@@ -1,1 +1,2 @@
-"""`report` and `readme`: runs.csv and curves.csv, seed statistics, tables and figures."""
+"""The report layer: runs.csv and curves.csv, seed statistics, tables and figures, for
+`report`, `readme` and the end of `run`."""

@@ -21,11 +21,11 @@ def build_report(exp_dir: Path, *, maps: bool = True, num_images: int = 3) -> Pa
     Three stages, one way: the numbers (results), the figures drawn from them (drawing),
     then the text that names both (sections)."""
     res = read_results(Path(exp_dir))
+    # summary.md first: it needs no figure, so a figure that fails cannot leave it stale.
+    atomic_write_text(res.exp_dir / "summary.md", render_summary_md(res))
     figs = draw_figures(res, maps, num_images)
-    summary_md, report_md = render_summary_md(res), render_report(res, figs)
-    atomic_write_text(res.exp_dir / "summary.md", summary_md)
     report = res.exp_dir / "report.md"
-    atomic_write_text(report, report_md)
+    atomic_write_text(report, render_report(res, figs))
     return report
 
 

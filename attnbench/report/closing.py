@@ -1,6 +1,6 @@
-"""What `run` writes and prints once its runs are done: each part's runs.csv and
-curves.csv, its report, the summary table and every file written; for a probe suite,
-the capability report over its probes."""
+"""What `run` writes and prints as each part's runs are done: its runs.csv and
+curves.csv, its report, the summary table and every file written; at the end of a probe
+suite, the capability report over its probes."""
 
 from __future__ import annotations
 
@@ -8,27 +8,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..experiment.prepare import Prepared
+from ..experiment.prepare import Part, Prepared
 from . import tables
 from .build import build_report, build_suite_report, report_files
 
 RUN_FILES = "config.yaml, env.json, log.jsonl, metrics.json, checkpoints/last.pt"
 
 
-def write_tables(prepared: Prepared) -> list[tuple[Path, int]]:
-    """Each part's runs.csv and curves.csv, rebuilt from its run folders: (runs.csv, runs)."""
-    written = [tables.write_tables(part.cfg) for part in prepared.parts]
-    return [(runs_csv, count) for runs_csv, _, count in written]
+def write_tables(part: Part) -> tuple[Path, int]:
+    """The part's runs.csv and curves.csv, rebuilt from its run folders: (runs.csv, runs)."""
+    runs_csv, _, count = tables.write_tables(part.cfg)
+    return runs_csv, count
 
 
-def close(prepared: Prepared, written: list[tuple[Path, int]], report: bool) -> None:
-    """Per part, what was written, the report (when asked for) and the summary; then the
-    capability report of a probe suite."""
-    for part, (runs_csv, count) in zip(prepared.parts, written, strict=True):
-        print(f"wrote {runs_csv} ({count} runs) and curves.csv")
-        shown = build_report_safely(part.exp_dir) if report else None
-        print(closing_text(part.exp_dir, shown), flush=True)
-    if report and prepared.suite_dir is not None:
+def close(part: Part, written: tuple[Path, int], report: bool) -> None:
+    """What was written, the report (when asked for) and the summary, for one part."""
+    runs_csv, count = written
+    print(f"wrote {runs_csv} ({count} runs) and curves.csv")
+    shown = build_report_safely(part.exp_dir) if report else None
+    print(closing_text(part.exp_dir, shown), flush=True)
+
+
+def close_suite(prepared: Prepared) -> None:
+    """The capability report of a probe suite, once its parts are closed; nothing for an
+    experiment that is not a suite."""
+    if prepared.suite_dir is not None:
         for path in build_suite_report(prepared.suite_dir):
             print(f"wrote {path}")
 

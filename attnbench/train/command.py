@@ -12,9 +12,11 @@ same command run again skips done runs and resumes unfinished ones from their
 checkpoint. A run whose loss becomes NaN is recorded as diverged and the next run
 starts. At the end runs.csv and curves.csv are rebuilt and the report written.
 
-Three steps, one layer each, in this order: experiment/prepare.py checks and plans
-(a Prepared record), train/session.py trains what is not done, and report/closing.py
-writes the tables, the report and what is printed at the end.
+One step per layer: experiment/prepare.py checks and plans every part (a Prepared
+record); then, part by part, train/session.py trains what is not done and
+report/closing.py writes its tables, its report and what is printed; a probe suite's
+capability report comes last. So a suite interrupted in its second probe keeps the
+first one's report.
 
 Distributed: each rank trains on its slice of every global batch, and evaluates
 every world_size-th validation image; the confusion matrices are summed over the
@@ -27,8 +29,9 @@ import argparse
 import sys
 
 from .. import distributed
+from ..errors import UserError
 from ..experiment.overrides import add_override_option
-from ..experiment.prepare import Request, describe_prepared, parse_indices, prepare
+from ..experiment.prepare import Prepared, Request, describe_prepared, parse_indices, prepare
 from ..report import closing
 from . import jobs, session
 
@@ -52,24 +55,43 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Prepare (check and plan), train, then write the tables and the report: each layer
-    once, in that order."""
+    """Prepare (check and plan), then per part train and write its tables and report;
+    the capability report of a suite last."""
     asked = request(args)
     prepared = prepare(asked, distributed.from_environment())
-    main = prepared.info.is_main
     if args.dry_run:
-        if main:
+        if prepared.info.is_main:
             print(describe_prepared(prepared))
         if args.jobs > 1:
             print("\n" + jobs.describe_split(prepared.runs, args.jobs))
         return 0
+    report = not args.no_report
+    if args.jobs > 1:
+        return _run_in_jobs(prepared, report)
+    main = prepared.info.is_main
+    with session.process_group(prepared):
+        for part in prepared.parts:
+            try:
+                session.train_part(part, prepared.info)
+            finally:  # the part's finished runs reach runs.csv, also on Ctrl-C or an error
+                written = closing.write_tables(part) if main else None
+            if written is not None:
+                closing.close(part, written, report)
+    if main and report:
+        closing.close_suite(prepared)
+    return 0
+
+
+def _run_in_jobs(prepared: Prepared, report: bool) -> int:
+    """Train in --jobs child processes, then write every part's tables and reports as the
+    sequential path does (only the tables when a job failed or on Ctrl-C)."""
     failed: list[jobs.Job] = []
     try:
-        failed = session.train(prepared)
-    finally:  # the runs finished so far reach runs.csv, also on Ctrl-C or an error
-        written = closing.write_tables(prepared) if main else []
-    if main:
-        closing.close(prepared, written, report=not args.no_report and not failed)
+        failed = session.train_in_jobs(prepared)
+    finally:
+        written = [closing.write_tables(part) for part in prepared.parts]
+    for part, tables in zip(prepared.parts, written, strict=True):
+        closing.close(part, tables, report and not failed)
     if failed:
         print(
             f"attnbench run: {len(failed)} job(s) failed (see above); the runs finished are "
@@ -77,12 +99,16 @@ def command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if report:
+        closing.close_suite(prepared)
     return 0
 
 
 def request(args: argparse.Namespace) -> Request:
     """The command line as a Request."""
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip()) if args.heads else None
+    if heads == ():
+        raise UserError(f"--heads {args.heads!r}: expected head names, comma-separated")
     indices = None if args.plan_indices is None else parse_indices(args.plan_indices)
     return Request(
         config=str(args.config),

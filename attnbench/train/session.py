@@ -8,7 +8,9 @@ A run whose loss becomes NaN is recorded as diverged and the next run starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
 from .. import distributed, env, files, progress
 from ..distributed import DistInfo
@@ -19,31 +21,22 @@ from . import console, jobs
 from .run import run_one
 
 
-def train(prepared: Prepared) -> list[jobs.Job]:
-    """Train what is not done; the --jobs children that failed (none in this process)."""
-    info = prepared.info
-    if prepared.request.jobs == 1:
-        for part in prepared.parts:
-            _train_part(part, info)
-        return []
-    for part in prepared.parts:
-        _announce(part, info)
-    runs = prepared.runs
-    if all(p.status == DONE for p in runs):
-        return []
-    return jobs.run_jobs(prepared.request, runs, experiment_dir(prepared.cfg) / "jobs")
+@contextlib.contextmanager
+def process_group(prepared: Prepared) -> Iterator[None]:
+    """Under torchrun, the process group joined once for every part and left at the end.
+
+    Once, not per part: ranks reach a later part at different times (rank 0 writes the
+    report of the one before), and a group made again can send a late rank to the
+    address of the old one. Every part trains on the same train.device."""
+    if prepared.parts:
+        distributed.init(prepared.info, prepared.parts[0].device)
+    try:
+        yield
+    finally:
+        distributed.shutdown()
 
 
-def _announce(part: Part, info: DistInfo) -> None:
-    """The part's header line, and its resolved config.yaml (the report's context)."""
-    if info.is_main:
-        line = console.header(part.cfg, part.runs)
-        progress.say(line)
-        text = dump_config(part.cfg)
-        files.atomic_write_text(part.exp_dir / "config.yaml", text)
-
-
-def _train_part(part: Part, info: DistInfo) -> None:
+def train_part(part: Part, info: DistInfo) -> None:
     """The part's runs not done, in plan order, under the experiment's progress bar."""
     from ..data import build_dataset, dataset_info
     from ..data.rendered import render_into_memory
@@ -60,16 +53,32 @@ def _train_part(part: Part, info: DistInfo) -> None:
     for p in done if show else []:
         progress.say(f"{p.head.name} seed{p.seed}: done before, skipped")
     with env.numerics(part.device, cfg.train.threads):
-        distributed.init(info, part.device)
-        try:
-            iterations = len(todo) * cfg.train.iterations
-            with progress.experiment(len(part.runs), len(done), iterations, show=show):
-                for p in todo:
-                    run = dataclasses.replace(p, device=part.device, dist=info)
-                    metrics = run_one(run, *data)
-                    if show:
-                        progress.say(console.result_line(run.label, metrics))
-                    progress.run_finished()
-                    distributed.barrier()
-        finally:
-            distributed.shutdown()
+        iterations = len(todo) * cfg.train.iterations
+        with progress.experiment(len(part.runs), len(done), iterations, show=show):
+            for p in todo:
+                run = dataclasses.replace(p, device=part.device, dist=info)
+                metrics = run_one(run, *data)
+                if show:
+                    progress.say(console.result_line(run.label, metrics))
+                progress.run_finished()
+                distributed.barrier()
+
+
+def train_in_jobs(prepared: Prepared) -> list[jobs.Job]:
+    """Every part announced, then the runs not done dealt to request.jobs child
+    processes; the jobs that failed."""
+    for part in prepared.parts:
+        _announce(part, prepared.info)
+    runs = prepared.runs
+    if all(p.status == DONE for p in runs):
+        return []
+    return jobs.run_jobs(prepared.request, runs, experiment_dir(prepared.cfg) / "jobs")
+
+
+def _announce(part: Part, info: DistInfo) -> None:
+    """The part's header line, and its resolved config.yaml (the report's context)."""
+    if info.is_main:
+        line = console.header(part.cfg, part.runs)
+        progress.say(line)
+        text = dump_config(part.cfg)
+        files.atomic_write_text(part.exp_dir / "config.yaml", text)

@@ -240,3 +240,19 @@ def test_summary_throughput_shows_its_spread_and_the_contended_flag() -> None:
     assert _throughput(shared).endswith(" !")
     old = SimpleNamespace(train_images_per_s=155.0)  # results from before the quartiles
     assert _throughput(old) == "155.0"
+
+
+def test_summary_md_is_written_before_any_figure_is_drawn(tmp_path: Path, monkeypatch) -> None:
+    from attnbench.report import plots
+
+    target = tmp_path / "exp"
+    shutil.copytree(FIXTURE, target)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no figure today")
+
+    monkeypatch.setattr(plots, "plot_curves", broken)
+    with pytest.raises(RuntimeError, match="no figure today"):
+        build_report(target, maps=False)
+    assert (target / "summary.md").read_text().startswith("# Summary")
+    assert not (target / "report.md").exists()

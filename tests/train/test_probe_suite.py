@@ -35,3 +35,43 @@ def test_probe_suite_runs_every_probe_and_writes_the_capability_report(tmp_path:
     before = summary
     assert cli.main([*args, "--output-dir", str(tmp_path)]) == 0
     assert (suite / "summary.md").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_suite_stopped_in_its_second_probe_keeps_the_first_ones_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnbench import distributed
+    from attnbench.train import session
+
+    tiny = [
+        "--set", "train.iterations=2", "--set", "train.checkpoint_interval=2",
+        "--set", "data.train_size=8", "--set", "train.batch_size=4",
+        "--set", "data.val_size=4", "--set", "seeds=[0]", "--set", "train.device=cpu",
+        "--set", "data.image_size=64", "--set", "probes=[pairing,retrieval]",
+    ]  # fmt: skip
+    args = ["run", str(REPO / "experiments" / "probes.yaml"), *tiny, "--heads", "none,pool"]
+    real_run, calls, joins = session.run_one, [], []
+
+    def stopped_at_the_fourth(*a, **kw):  # pairing: none, pool; retrieval: none, then this
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_run(*a, **kw)
+
+    monkeypatch.setattr(session, "run_one", stopped_at_the_fourth)
+    monkeypatch.setattr(distributed, "init", lambda *a: joins.append(a))
+    assert cli.main([*args, "--output-dir", str(tmp_path)]) == 130
+    suite = tmp_path / "probes"
+    assert (suite / "pairing" / "report.md").is_file()  # closed before the second probe
+    assert (suite / "pairing" / "summary.md").is_file()
+    runs = (suite / "retrieval" / "runs.csv").read_text()  # its finished run is kept
+    assert "none" in runs and ",pool," not in runs
+    assert not (suite / "retrieval" / "report.md").exists()
+    assert not (suite / "summary.md").exists()  # the capability report comes last
+    assert len(joins) == 1  # one process group for both probes
+    # The same command resumes: only retrieval's pool trains, then every report is written.
+    monkeypatch.setattr(session, "run_one", real_run)
+    assert cli.main([*args, "--output-dir", str(tmp_path)]) == 0
+    assert len(calls) == 4
+    assert (suite / "retrieval" / "report.md").is_file() and (suite / "summary.md").is_file()
