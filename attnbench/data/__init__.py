@@ -34,19 +34,10 @@ class DatasetInfo(NamedTuple):
 def _module(dataset: str) -> ModuleType:
     """The module of each data set (imported when first asked for): each has CLASS_NAMES,
     and those read from disk a layout."""
-    if dataset == "synthetic":
-        from . import synthetic as module
-    elif dataset == "probe":
-        from . import probes as module
-    elif dataset == "voc":
-        from . import voc as module
-    elif dataset == "cityscapes":
-        from . import cityscapes as module
-    elif dataset == "ade20k":
-        from . import ade20k as module
-    else:
-        raise KeyError(dataset)
-    return module
+    from . import ade20k, cityscapes, probes, synthetic, voc
+
+    by_name = dict(synthetic=synthetic, probe=probes, voc=voc, cityscapes=cityscapes, ade20k=ade20k)
+    return by_name[dataset]
 
 
 def dataset_info(cfg: Any) -> DatasetInfo:
