@@ -34,7 +34,7 @@ class Figures:
 def draw_figures(res: Results, maps: bool = True, num_images: int = 3) -> Figures:
     """Draw every figure into res.exp_dir."""
     sweeps = {param: _sweep_figure(res, param) for param in res.sweeps}
-    cost = {column: _cost_figure(res, column) for column, *_ in COST_FIGURES}
+    cost = {figure[0]: _cost_figure(res, *figure) for figure in COST_FIGURES}
     curves = _curves_figure(res)
     maps_note = (
         _render_maps(res.exp_dir, num_images, res.heads)
@@ -57,8 +57,7 @@ def _sweep_figure(res: Results, param: str) -> Path:
     return plots.plot_sweep_heatmap(res.sweeps[param], param, path, res.caption)
 
 
-def _cost_figure(res: Results, column: str) -> Path | None:
-    _, label, scale, file = next(f for f in COST_FIGURES if f[0] == column)
+def _cost_figure(res: Results, column: str, label: str, scale: float, file: str) -> Path | None:
     if column == "train_memory_mb":
         label = f"{label} (MB; {', '.join(res.kind_set) or 'kind not recorded'})"
     return plots.plot_miou_against(
