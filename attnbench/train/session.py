@@ -49,7 +49,9 @@ def train_part(part: Part, info: DistInfo) -> None:
     done = [p for p in part.runs if p.status == DONE]
     todo = [p for p in part.runs if p.status != DONE]
     if todo:
-        render_into_memory(train_set, val_set, show=show)
+        # Validation first: it is read at every evaluation, while on a GPU the training
+        # images are read once, into the device's copy, and may overflow the cache.
+        render_into_memory(val_set, train_set, show=show)
     for p in done if show else []:
         progress.say(f"{p.head.name} seed{p.seed}: done before, skipped")
     with env.numerics(part.device, cfg.train.threads):

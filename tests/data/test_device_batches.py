@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from attnbench.data import sampling
-from attnbench.data.device_batches import ResidentBatches, prefetched, resident_fits
+from attnbench.data.device_batches import (
+    ResidentBatches,
+    device_copy,
+    prefetched,
+    resident_fits,
+)
 from attnbench.data.probes import ProbeTask
 from attnbench.data.synthetic import SyntheticShapes
 from attnbench.data.transforms import SegTransform
@@ -55,3 +60,15 @@ def test_only_a_flip_only_generated_set_is_held_on_the_device() -> None:
     cropped = SyntheticShapes("train", size=4, image_size=16, transform=SegTransform(crop_size=8))
     assert not resident_fits(cropped, cpu)
     assert not resident_fits([(torch.zeros(3, 4, 4), torch.zeros(4, 4))], cpu)
+
+
+def test_the_device_copy_is_made_once_for_the_same_images() -> None:
+    cpu, flip = torch.device("cpu"), SegTransform(flip=True)
+    first = device_copy(_probe(), flip, cpu)
+    again = device_copy(_probe(), flip, cpu)  # a new data set object, the same images
+    assert again[0] is first[0] and again[1] is first[1]
+    other = ProbeTask("train", size=12, image_size=16, data_seed=1, transform=flip)
+    changed = device_copy(other, flip, cpu)
+    assert changed[0] is not first[0] and not torch.equal(changed[0], first[0])
+    assert device_copy(_probe(), flip, cpu)[0] is not first[0]  # one copy is kept, not two
+    assert torch.equal(device_copy(_probe(), flip, cpu)[0], first[0])
