@@ -63,10 +63,9 @@ def device_copy(
         _DEVICE_COPY.clear()
         images, labels = zip(*(dataset.raw_item(i) for i in range(len(dataset))), strict=True)
         mean, std = transform.mean.to(device), transform.std.to(device)
-        _DEVICE_COPY[key] = (
-            (torch.stack(images).to(device) - mean) / std,  # (N, 3, H, W)
-            torch.stack(labels).to(device),  # (N, H, W) uint8
-        )
+        # In place: `(x - mean) / std` held three copies at once, 9 GiB at probes_gpu's size.
+        normalised = torch.stack(images).to(device).sub_(mean).div_(std)  # (N, 3, H, W)
+        _DEVICE_COPY[key] = (normalised, torch.stack(labels).to(device))  # labels (N, H, W)
     return _DEVICE_COPY[key]
 
 

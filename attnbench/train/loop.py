@@ -32,7 +32,7 @@ from ..data.transforms import IGNORE_INDEX
 from ..env import autocast
 from ..experiment.config import ExperimentConfig
 from ..experiment.plan import Run
-from ..progress import Progress
+from ..progress import Progress, say
 from . import checkpoint
 from .diagnostics import context_figures
 from .evaluate import evaluate
@@ -235,7 +235,13 @@ def device_batches(
     if resident is None:
         resident = run.device.type == "cuda" and resident_fits(train_set, run.device)
     if resident:
-        return ResidentBatches(train_set, batches, run.seed, run.device, run.channels_last)
+        try:
+            return ResidentBatches(train_set, batches, run.seed, run.device, run.channels_last)
+        except torch.OutOfMemoryError:
+            # `--jobs` siblings can fill the device between resident_fits and the copy.
+            # The loader gives the same batches, so only the speed changes.
+            torch.cuda.empty_cache()
+            say("training images: no room on the device for them; drawn batch by batch")
     loader = sampling.train_loader(
         train_set, batches, run.seed, run.cfg.data.num_workers, run.device.type == "cuda"
     )

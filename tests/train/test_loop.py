@@ -250,3 +250,28 @@ def test_every_head_trains_in_channels_last_under_bf16_autocast(name: str, monke
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_a_device_copy_without_room_falls_back_to_the_same_batches(monkeypatch, capsys) -> None:
+    from attnbench.data.probes import ProbeTask
+    from attnbench.data.transforms import SegTransform
+    from attnbench.train import loop
+
+    dataset = ProbeTask("train", size=8, image_size=16, transform=SegTransform(flip=True))
+    cfg = SimpleNamespace(
+        train=SimpleNamespace(batch_size=2, iterations=4), data=SimpleNamespace(num_workers=0)
+    )
+    run = SimpleNamespace(
+        cfg=cfg, seed=3, dist=DistInfo(), device=torch.device("cpu"), channels_last=False
+    )
+    resident = list(loop.device_batches(run, dataset, 1, resident=True))
+
+    def no_room(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(loop, "ResidentBatches", no_room)
+    streamed = list(loop.device_batches(run, dataset, 1, resident=True))
+    assert "no room on the device" in capsys.readouterr().out
+    assert len(streamed) == len(resident) == 3
+    for (images, labels), (r_images, r_labels) in zip(streamed, resident, strict=True):
+        assert torch.equal(images, r_images) and torch.equal(labels, r_labels)
