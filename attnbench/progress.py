@@ -54,7 +54,7 @@ class ExperimentProgress:
         if self.trained == 0:
             return math.nan
         elapsed = time.perf_counter() - self.started
-        return elapsed / self.trained * (self.iterations - self.trained)
+        return max(0.0, elapsed / self.trained * (self.iterations - self.trained))
 
     def step(self, iterations: int) -> None:
         self.trained += iterations

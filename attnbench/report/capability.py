@@ -166,11 +166,15 @@ def plot_engagement(
     curves = [(p, c) for p, c in curves if not c.empty]
     if not curves:
         return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4), squeeze=False)
+    heads = list(dict.fromkeys(h for _, c in curves for h in c["head"]))
+    # One colour a head: the default cycle has 10, and probes_gpu.yaml trains 14 heads.
+    colours = plt.get_cmap("tab10" if len(heads) <= 10 else "tab20").colors
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves) + 1.6, 4), squeeze=False)
     for ax, (probe, data) in zip(axes[0], curves, strict=True):
         for head, rows in data.groupby("head", sort=False):
             mean = rows.groupby("iteration")["value"].mean()
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=head)
+            colour = colours[heads.index(head) % len(colours)]
+            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=head, color=colour)
         ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1,
                    label=f"{GATE_CLOSED}: below, the gate is closed")  # fmt: skip
         ax.set_yscale("symlog", linthresh=0.01)
@@ -179,7 +183,7 @@ def plot_engagement(
         ax.set_title(f"{probe}: engagement over training")
         ax.set_xlabel("iteration")
         ax.set_ylabel("||module(x) − x|| / ||x||, mean over seeds")
-        ax.legend(fontsize=7, ncol=2)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     add_caption(fig, caption)
     return save_figure(fig, path)
 

@@ -170,7 +170,7 @@ def watch(jobs: list[Job], total: int, done_before: int, poll_s: float = POLL_S)
     progress and ETA (from the iterations in the runs' logs), a line per failed job."""
     pending = [run for job in jobs for run in job.runs]
     seen = {run.folder.path: _seen(run) for run in pending}
-    iterations = sum(run.cfg.train.iterations - seen[run.folder.path][0] for run in pending)
+    iterations = sum(_left(run) for run in pending)
     bar = progress.ExperimentProgress(total, done_before, iterations, show=True)
     running, failed = list(jobs), []
     try:
@@ -189,11 +189,16 @@ def watch(jobs: list[Job], total: int, done_before: int, poll_s: float = POLL_S)
     return failed
 
 
+def _left(run: Run) -> int:
+    """Iterations the run has still to train: all of a new run's, though an old log
+    (an attempt stopped before its first checkpoint) may lie in its folder."""
+    return run.cfg.train.iterations - (_iterations_logged(run) if run.status != NEW else 0)
+
+
 def _seen(run: Run) -> tuple[int, Any]:
-    """(iterations logged, the metrics.json there) before the run starts. A new run over
-    an old record starts from 0 (its old log and metrics are removed as it starts)."""
-    logged = _iterations_logged(run) if run.status != NEW else 0
-    return logged, _stamp(run.folder.metrics)
+    """(iterations in its log, the metrics.json there) before the run starts. An old log
+    counts nothing: a run starting over removes it, and _follow counts only increases."""
+    return _iterations_logged(run), _stamp(run.folder.metrics)
 
 
 def _follow(run: Run, seen: dict[Path, tuple[int, Any]], bar: progress.ExperimentProgress) -> bool:

@@ -16,9 +16,10 @@ import pytest
 # test_command.py sits beside this file (pytest puts the folder on sys.path): its tiny YAML.
 from test_command import TIMING, read_csv, write_yaml
 
-from attnbench import env, files
+from attnbench import env, files, progress
 from attnbench.cli import main
 from attnbench.experiment.config import load_config
+from attnbench.experiment.layout import NEW
 from attnbench.experiment.plan import plan_runs
 from attnbench.train import jobs
 
@@ -187,3 +188,25 @@ def test_the_parent_reports_a_new_record_not_the_old_one(
     out = capsys.readouterr().out
     assert "base seed1: diverged (loss is nan at iteration 1)" in out
     assert "base seed0" not in out
+
+
+def test_a_run_started_over_is_counted_once_in_the_progress(tiny: Path) -> None:
+    def log_up_to(run, iteration: int) -> None:
+        run.folder.path.mkdir(parents=True, exist_ok=True)
+        run.log_path.write_text(json.dumps({"event": "train", "iteration": iteration}) + "\n")
+
+    log_up_to(plan_runs(load_config(tiny), None)[0], 2)  # an attempt stopped before a checkpoint
+    run = plan_runs(load_config(tiny), None)[0]
+    assert run.status == NEW
+    bar = progress.ExperimentProgress(1, 0, jobs._left(run), show=False)
+    seen = {run.folder.path: jobs._seen(run)}
+    assert bar.iterations == 2
+    jobs._follow(run, seen, bar)
+    run.log_path.unlink()  # the child starts the run again
+    jobs._follow(run, seen, bar)
+    assert bar.trained == 0
+    log_up_to(run, 1)
+    jobs._follow(run, seen, bar)
+    log_up_to(run, 2)
+    jobs._follow(run, seen, bar)
+    assert bar.trained == 2 and bar.eta() == 0.0  # before: 4 trained of 2, ETA below zero
