@@ -56,6 +56,11 @@ class ContextModule(Protocol):
         ablation: `gate: open` in an experiment); a no-op for a module without one."""
         ...
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """The parameters that the paper starts at zero so that the block starts without
+        its context (those open_gate sets); () for a module without such a gate."""
+        ...
+
     def macs(self, height: int, width: int) -> int:
         """Multiply-accumulates of one forward on a (1, C, height, width) input, by formula."""
         ...

@@ -118,6 +118,10 @@ class CrissCrossAttention(nn.Module):
         with torch.no_grad():
             self.gamma.fill_(1.0)
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """gamma: the paper starts it at 0."""
+        return (self.gamma,)
+
     def macs(self, height: int, width: int) -> int:
         n, c, inner = height * width, self.channels, self.channels // self.reduction
         per_pass = n * c * (2 * inner + c) + n * (height + width) * (inner + c)

@@ -134,6 +134,10 @@ class DoubleAttention(nn.Module):
         """Start W at nn.Conv2d's default initialisation instead of zero (the fairness ablation)."""
         self.out_conv.reset_parameters()
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """W, the output conv's weight (its bias adds a constant, no context)."""
+        return (self.out_conv.weight,)
+
     def macs(self, height: int, width: int) -> int:
         n, c = height * width, self.channels
         projections = n * c * (self.c_m + 2 * self.c_n)

@@ -151,6 +151,10 @@ class DualAttention(nn.Module):
             self.gamma_position.fill_(1.0)
             self.gamma_channel.fill_(1.0)
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """The two gammas: position and channel."""
+        return (self.gamma_position, self.gamma_channel)
+
     def macs(self, height: int, width: int) -> int:
         n, c, inner = height * width, self.channels, self.channels // self.reduction
         return n * c * (2 * inner + c) + n * n * (inner + c) + 2 * n * c * c + 18 * n * c * c

@@ -200,6 +200,10 @@ class EMAUnit(nn.Module):
         with torch.no_grad():
             self.bn.weight.fill_(1.0)
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """bn.weight, the output BN's gamma: SPEC.md starts it at 0 (the official code at 1)."""
+        return (self.bn.weight,)
+
     def macs(self, height: int, width: int) -> int:
         n, c, k = height * width, self.channels, self.bases
         return 2 * n * c * c + self.active_stages() * 2 * n * k * c + n * k * c

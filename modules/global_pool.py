@@ -52,6 +52,9 @@ class GlobalPool(nn.Module):
     def open_gate(self) -> None:
         """No gate to open: the branch is on from the start."""
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        return ()  # no zero-initialised gate
+
     def macs(self, height: int, width: int) -> int:
         return self.channels * self.channels  # the 1x1 conv on the pooled vector
 

@@ -30,6 +30,9 @@ class Identity(nn.Module):
     def open_gate(self) -> None:
         """No gate: the block adds nothing."""
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        return ()  # no zero-initialised gate
+
     def macs(self, height: int, width: int) -> int:
         return 0
 

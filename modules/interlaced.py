@@ -192,6 +192,9 @@ class InterlacedSparseAttention(nn.Module):
     def open_gate(self) -> None:
         """No zero-initialised gate: the context path is on from the start."""
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        return ()  # no zero-initialised gate
+
     def macs(self, height: int, width: int) -> int:
         ph, pw = self.down_factor
         top, bottom, left, right = self._padding(height, width)

@@ -136,6 +136,10 @@ class NonLocal(nn.Module):
         with torch.no_grad():
             self.out_bn.weight.fill_(1.0)
 
+    def gates(self) -> tuple[nn.Parameter, ...]:
+        """out_bn.weight: the paper starts it at 0."""
+        return (self.out_bn.weight,)
+
     def macs(self, height: int, width: int) -> int:
         n = height * width
         nk = -(-height // 2) * -(-width // 2) if self.sub_sample else n

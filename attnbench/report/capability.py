@@ -7,12 +7,15 @@ and knockout.png.
 
 Per probe and head: the long-range mIoU (mean ± 95% t half-width over seeds), its
 difference to `none` paired by seed, the module's final engagement
-(||module(x) - x|| / ||x||), and the long-range mIoU with the module knocked out. The
-verdict reads them together:
+(||module(x) - x|| / ||x||) and, for a module with gates, its gate effect (the part of
+that change which passes through the gates, train/diagnostics.py), and the long-range
+mIoU with the module knocked out. The verdict reads them together:
 
     solves          its 95% interval lies wholly above that of `none` (disjoint)
-    gate closed     not solved and engagement below GATE_CLOSED: the module never
-                    switched on, so the run cannot say whether it could have
+    gate closed     not solved, and the gate effect (engagement where none was
+                    recorded: a module without gates, or an older record) below
+                    GATE_CLOSED: the module never switched its context on, so the run
+                    cannot say whether it could have
     no gain         not solved although the module is engaged
     one seed        engaged, but a single seed has no interval to compare
     (baseline)      `none` itself
@@ -34,7 +37,7 @@ from ..files import atomic_write_text
 from .plots import add_caption
 from .stats import Interval, load_curves, load_runs, mean_interval, paired_difference
 
-GATE_CLOSED = 0.05  # engagement below this: the module has hardly changed its input
+GATE_CLOSED = 0.05  # below this, the module (or its gated path) hardly changes its input
 BASELINE = "none"
 
 
@@ -56,6 +59,7 @@ def probe_rows(probe: str, runs: pd.DataFrame) -> list[dict]:
         value = mean_interval(scores.values())
         delta = paired_difference(scores, base) if head != BASELINE and base else None
         engaged = mean_interval(_per_seed(runs, head, "engagement").values())
+        gated = mean_interval(_per_seed(runs, head, "gate_effect").values())
         knocked = mean_interval(_per_seed(runs, head, "long_range_mIoU", "knockout").values())
         gate = _per_seed(runs, head, "gate_open")
         support = mean_interval(_per_seed(runs, head, "receptive_field_px").values())
@@ -72,23 +76,25 @@ def probe_rows(probe: str, runs: pd.DataFrame) -> list[dict]:
                 "delta_mean": delta.mean if delta else float("nan"),
                 "delta_ci": delta.half_width if delta else float("nan"),
                 "engagement": engaged.mean,
+                "gate_effect": gated.mean if gated.n else float("nan"),
                 "knockout_mean": knocked.mean,
                 "receptive_field_px": support.mean,
                 "effective_receptive_field_px": effective.mean,
-                "verdict": _verdict(head, value, base_interval, engaged),
+                "verdict": _verdict(head, value, base_interval, gated if gated.n else engaged),
             }
         )
     return rows
 
 
-def _verdict(head: str, value: Interval, base: Interval, engaged: Interval) -> str:
+def _verdict(head: str, value: Interval, base: Interval, switched: Interval) -> str:
+    """`switched`: the gate effect over seeds, or the engagement where it is not recorded."""
     if head == BASELINE:
         return "(baseline)"
     if value.n >= 2 and base.n >= 2 and value.low > base.high:
         return "solves"
-    if value.n < 2 and not engaged.mean < GATE_CLOSED:
+    if value.n < 2 and not switched.mean < GATE_CLOSED:
         return "one seed: no interval"
-    if engaged.mean == engaged.mean and engaged.mean < GATE_CLOSED:
+    if switched.mean == switched.mean and switched.mean < GATE_CLOSED:
         return "gate closed"
     return "no gain"
 
@@ -115,6 +121,13 @@ def _pm(mean: float, half: float) -> str:
     return f"{mean:.1f}" if half != half else f"{mean:.1f} ± {half:.1f}"
 
 
+def _engagement(engagement: float, gate_effect: float) -> str:
+    if engagement != engagement:
+        return "–"
+    through = "" if gate_effect != gate_effect else f" ({gate_effect:.3f})"
+    return f"{engagement:.3f}{through}"
+
+
 def _field(r: object) -> str:
     support, effective = r.receptive_field_px, r.effective_receptive_field_px
     return "–" if support != support else f"{support:.0f} / {effective:.0f}"
@@ -124,12 +137,12 @@ def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
     chance = 100 * local_chance_iou()
     lines = ["# Capability table", "", *[f"- {c}" for c in context], ""]
     columns = ["probe", "head", "gate", "seeds", "long-range mIoU", "Δ vs `none`"]
-    columns += ["engagement", "knocked out", "receptive field (px)", "verdict"]
+    columns += ["engagement (gates)", "knocked out", "receptive field (px)", "verdict"]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in table.itertuples(index=False):
         cells = [r.probe, r.head, r.gate, str(r.seeds), _pm(r.long_range_mean, r.long_range_ci)]
         cells.append("baseline" if r.head == BASELINE else _pm(r.delta_mean, r.delta_ci))
-        cells.append("–" if r.engagement != r.engagement else f"{r.engagement:.3f}")
+        cells.append(_engagement(r.engagement, r.gate_effect))
         cells += [_pm(r.knockout_mean, float("nan")), _field(r), r.verdict]
         lines.append("| " + " | ".join(cells) + " |")
     counted = table[table["verdict"] == "solves"].groupby("probe")["head"].apply(list)
@@ -140,8 +153,11 @@ def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
         f"{chance:.1f} in expectation (data/probes.py). ± is the half-width of the 95% "
         f"Student-t interval over seeds; Δ is paired by seed; a head solves a probe when its "
         f"interval lies wholly above that of `none`. Engagement: "
-        f"||module(x) − x|| / ||x|| on validation images at the end of training; below "
-        f"{GATE_CLOSED} the module has hardly switched on. Knocked out: the long-range mIoU "
+        f"||module(x) − x|| / ||x|| on validation images at the end of training, and in "
+        f"brackets, for a module with zero-initialised gates, the part that passes through "
+        f"them (||module(x) − module with its gates at 0 (x)|| / ||x||; DANet changes its "
+        f"input outside its gates too); below {GATE_CLOSED} the module, or its gated path, "
+        f"has hardly switched on. Knocked out: the long-range mIoU "
         f"with the module replaced by the identity at evaluation. Receptive field: how far "
         f"from a pixel the trained head's prediction reaches (the gradient's support) / "
         f"where 95% of its gradient lies (the effective field), mean over seeds.",
@@ -160,9 +176,10 @@ def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
 def plot_engagement(
     suite_dir: Path, probes: list[str], path: Path, caption: str = ""
 ) -> Path | None:
-    """Engagement against iteration, mean over seeds, one panel per probe."""
+    """Against iteration, mean over seeds, one panel per probe: each head's gate effect
+    where it was recorded (a module with gates), its engagement otherwise."""
     curves = [(p, load_curves(Path(suite_dir) / p / "curves.csv")) for p in probes]
-    curves = [(p, c[c["metric"] == "engagement"]) for p, c in curves if c is not None]
+    curves = [(p, _switch_curves(c)) for p, c in curves if c is not None]
     curves = [(p, c) for p, c in curves if not c.empty]
     if not curves:
         return None
@@ -182,10 +199,19 @@ def plot_engagement(
         ax.set_xlim(left=0)
         ax.set_title(f"{probe}: engagement over training")
         ax.set_xlabel("iteration")
-        ax.set_ylabel("||module(x) − x|| / ||x||, mean over seeds")
+        ax.set_ylabel("gate effect, or engagement (no gates)\nmean over seeds")
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     add_caption(fig, caption)
     return save_figure(fig, path)
+
+
+def _switch_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """The gate-effect rows of the heads that have them, the engagement rows of the rest."""
+    gated = set(curves.loc[curves["metric"] == "gate_effect", "head"])
+    keep = (curves["metric"] == "gate_effect") | (
+        (curves["metric"] == "engagement") & ~curves["head"].isin(gated)
+    )
+    return curves[keep]
 
 
 def plot_knockout(table: pd.DataFrame, path: Path, caption: str = "") -> Path | None:

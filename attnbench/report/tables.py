@@ -22,9 +22,9 @@ RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "cla
 CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 
 SCORES = ("mIoU", "pixel_acc", "mean_acc", "long_range_mIoU")
-CURVES = ("mIoU", "long_range_mIoU", "engagement")
+CURVES = ("mIoU", "long_range_mIoU", "engagement", "gate_effect")
 TEXT = ("memory_kind", "cost_image_size")  # rows whose value is text, not a number
-DIAGNOSTICS = ("engagement", "receptive_field_px", "effective_receptive_field_px")
+DIAGNOSTICS = ("engagement", "gate_effect", "receptive_field_px", "effective_receptive_field_px")
 COSTS = ("params", "params_module", "macs", "macs_module")
 # Training throughput (median over steady log intervals, its quartiles, the contended
 # flag as 0/1) and times: training only, and wall time with evaluations and checkpoints.
@@ -82,7 +82,7 @@ def curve_rows(
     experiment: str, head: str, seed: int, log: Iterable[dict[str, Any]]
 ) -> Iterator[list[Any]]:
     """loss and lr of every logged training interval; mIoU (and, where recorded, the
-    long-range mIoU and the module's engagement) of every evaluation."""
+    long-range mIoU, the module's engagement and its gate effect) of every evaluation."""
     for record in log:
         event, it = record.get("event"), record.get("iteration")
         if event == "train":

@@ -3,6 +3,11 @@
 engagement  ||module(x) - x|| / ||x|| over validation images: how much the context
             module changes its input. Zero-initialised gates start it at 0; a module
             whose gate never opened stays near 0 and cannot have used any context.
+gate effect ||module(x) - module_closed(x)|| / ||x||, module_closed being the module
+            with its gates (module.gates()) at 0: how much of the change passes through
+            the gates. It differs from engagement where the block also changes its
+            input outside the gates: DANet convolves both branches after the gammas, so
+            its engagement is about 1 with both gammas still at 0.
 knock-out   the same evaluation with the context module replaced by the identity: the
             long-range classes' IoU falls to chance when the module is what carries
             the cue, and stays when the backbone or the rest of the head does.
@@ -11,6 +16,7 @@ knock-out   the same evaluation with the context module replaced by the identity
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -54,6 +60,54 @@ def engagement(model: nn.Module, loader: DataLoader, amp: bool = False, batches:
 
 
 @contextlib.contextmanager
+def gates_closed(module: nn.Module) -> Iterator[None]:
+    """Within the block, the module's gates are at 0, where the paper starts them."""
+    gates = module.gates()
+    saved = [gate.detach().clone() for gate in gates]
+    with torch.no_grad():
+        for gate in gates:
+            gate.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for gate, value in zip(gates, saved, strict=True):
+                gate.copy_(value)
+
+
+@torch.no_grad()
+def gate_effect(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
+    """||module(x) - module_closed(x)|| / ||x|| over the first `batches` validation
+    batches; NaN for a module without a gate."""
+    context = _context(model)
+    if not context.gates():
+        return math.nan
+    device = next(model.parameters()).device
+    change, size = torch.zeros((), device=device), torch.zeros((), device=device)
+
+    def measure(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        nonlocal change, size
+        with gates_closed(module):
+            closed = module.forward(inputs[0])  # forward, not __call__: no hook again
+        change = change + (output.float() - closed.float()).square().sum()
+        size = size + inputs[0].float().square().sum()
+
+    was_training = model.training
+    model.eval()
+    handle = context.register_forward_hook(measure)
+    try:
+        for i, (images, _) in enumerate(loader):
+            if i == batches:
+                break
+            with autocast(device, amp):
+                model(images.to(device, non_blocking=True))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return float((change / size.clamp_min(1e-12)).sqrt())
+
+
+@contextlib.contextmanager
 def knocked_out(model: nn.Module) -> Iterator[None]:
     """Within the block, the context module passes its input through unchanged."""
 
@@ -77,8 +131,12 @@ def long_range_miou(iou: Sequence[float], classes: Sequence[int]) -> float | Non
 def context_figures(
     model: nn.Module, loader: DataLoader, iou: Sequence[float], classes: Sequence[int], amp: bool
 ) -> dict[str, float]:
-    """What an evaluation point records beside mIoU: engagement, and the long-range mIoU."""
+    """What an evaluation point records beside mIoU: engagement, the gate effect (gated
+    modules), and the long-range mIoU."""
     figures = {"engagement": engagement(model, loader, amp)}
+    gated = gate_effect(model, loader, amp)
+    if not math.isnan(gated):
+        figures["gate_effect"] = gated
     value = long_range_miou(iou, classes)
     if value is not None:
         figures["long_range_mIoU"] = value

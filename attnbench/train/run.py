@@ -15,7 +15,7 @@ from ..measure import head_costs
 from ..model.receptive_field import receptive_field
 from ..model.segmenter import build_model
 from . import checkpoint
-from .diagnostics import engagement, knocked_out, long_range_miou
+from .diagnostics import engagement, gate_effect, knocked_out, long_range_miou
 from .evaluate import evaluate
 from .loop import Diverged, TrainResult, log_event, train, validation_loader
 from .throughput import steady_throughput
@@ -49,12 +49,10 @@ def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]
     hashes = distributed.all_gather_object(checkpoint.state_hash(model.state_dict()))
     val_loader = validation_loader(run, val_set)
     final = score(run, model, val_loader, class_names)
-    final["engagement"] = engagement(model, val_loader, run.cfg.train.amp)
-    if getattr(val_set, "long_range_classes", ()):  # the probes: how far the head sees
-        field = receptive_field(model, run.cfg.data.image_size)
-        final["receptive_field_px"], final["effective_receptive_field_px"] = field
+    final.update(final_diagnostics(run, model, val_loader, val_set))
     summary = {k: final[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
-    diagnostics = {k: final[k] for k in ("long_range_mIoU", "engagement") if k in final}
+    recorded = ("long_range_mIoU", "engagement", "gate_effect")
+    diagnostics = {k: final[k] for k in recorded if k in final}
     log_event(run, {"event": "final", "iteration": result.iterations, **summary, **diagnostics})
     sweep = evaluation_sweep(run, model, val_loader, class_names)
     sweep += knockout_evaluation(run, model, val_loader, class_names)
@@ -79,6 +77,21 @@ def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]
     }
     _write_metrics(run, metrics)
     return metrics
+
+
+def final_diagnostics(
+    run: Run, model: nn.Module, val_loader: Any, val_set: Any
+) -> dict[str, float]:
+    """Engagement, the gate effect (a module with gates) and, on the probes, how far the
+    trained head sees (train/diagnostics.py, model/receptive_field.py)."""
+    figures = {"engagement": engagement(model, val_loader, run.cfg.train.amp)}
+    gated = gate_effect(model, val_loader, run.cfg.train.amp)
+    if gated == gated:  # NaN: the module has no gate
+        figures["gate_effect"] = gated
+    if getattr(val_set, "long_range_classes", ()):
+        field = receptive_field(model, run.cfg.data.image_size)
+        figures["receptive_field_px"], figures["effective_receptive_field_px"] = field
+    return figures
 
 
 def measure_costs(run: Run, model: nn.Module, train_set: Any) -> dict[str, Any]:

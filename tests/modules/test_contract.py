@@ -195,6 +195,20 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
         assert torch.equal(before, after), f"{name} has no gate, yet open_gate changed it"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_gates_are_the_zero_initialised_parameters_that_open_gate_sets(name: str) -> None:
+    module = _build(name)
+    gates = module.gates()
+    own = {id(p) for p in module.parameters()}
+    assert all(id(gate) in own for gate in gates), f"{name}: a gate is not its parameter"
+    if name not in GATED:
+        assert gates == ()
+        return
+    assert gates and all(torch.count_nonzero(gate) == 0 for gate in gates), name
+    module.open_gate()
+    assert any(torch.count_nonzero(gate) > 0 for gate in module.gates()), name
+
+
 def test_build_unknown_name_lists_valid_ones() -> None:
     with pytest.raises(ValueError) as info:
         modules.build("transformer", 16)

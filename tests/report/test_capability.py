@@ -10,19 +10,23 @@ import pandas as pd
 from attnbench.report.capability import build_capability_report, capability_table
 from attnbench.report.tables import CURVE_COLUMNS, RUN_COLUMNS
 
-# head -> (long-range mIoU by seed, engagement, knocked-out long-range mIoU, gate open)
+# head -> (long-range mIoU by seed, engagement, knocked-out long-range mIoU, gate open,
+# gate effect or None where the module has no gate or the record predates the figure)
 RUNS = {
-    "none": ([31.0, 34.0, 33.0], 0.0, 31.0, 0),
-    "pool": ([80.0, 84.0, 78.0], 0.4, 30.0, 0),
-    "nonlocal": ([30.0, 35.0, 32.0], 0.01, 31.0, 0),
-    "nonlocal-open": ([36.0, 29.0, 37.0], 0.6, 20.0, 1),
+    "none": ([31.0, 34.0, 33.0], 0.0, 31.0, 0, None),
+    "pool": ([80.0, 84.0, 78.0], 0.4, 30.0, 0, None),
+    "nonlocal": ([30.0, 35.0, 32.0], 0.01, 31.0, 0, None),
+    "nonlocal-open": ([36.0, 29.0, 37.0], 0.6, 20.0, 1, None),
+    # DANet convolves its input outside the gates: engaged with both gammas at ~0
+    "danet": ([30.0, 33.0, 31.0], 1.8, 0.0, 0, 0.004),
+    "danet-open": ([32.0, 30.0, 34.0], 1.7, 0.0, 1, 0.9),
 }
 
 
 def _write_probe(folder: Path, probe: str) -> None:
     folder.mkdir(parents=True)
     rows, curves = [], []
-    for head, (scores, engaged, knocked, gate) in RUNS.items():
+    for head, (scores, engaged, knocked, gate, through) in RUNS.items():
         module = head.split("-")[0]
         for seed, score in enumerate(scores):
             base = [f"suite/{probe}", head, module, seed]
@@ -34,6 +38,7 @@ def _write_probe(folder: Path, probe: str) -> None:
                 [*base, "", "effective_receptive_field_px", "", 6],
                 [*base, "knockout", "long_range_mIoU", "", knocked],
             ]
+            rows += [[*base, "", "gate_effect", "", through]] if through is not None else []
             curves += [
                 [f"suite/{probe}", head, seed, it, "engagement", engaged * it / 400]
                 for it in (200, 400)
@@ -56,6 +61,8 @@ def test_verdicts_tell_solved_from_closed_gates_and_from_no_gain(tmp_path: Path)
     assert table.loc["nonlocal", "verdict"] == "gate closed"
     assert table.loc["nonlocal-open", "verdict"] == "no gain"
     assert table.loc["nonlocal-open", "gate"] == "open"
+    assert table.loc["danet", "verdict"] == "gate closed"  # its engagement alone said no gain
+    assert table.loc["danet-open", "verdict"] == "no gain"
     assert abs(table.loc["pool", "delta_mean"] - (80 + 84 + 78 - 31 - 34 - 33) / 3) < 1e-9
     assert table.loc["pool", "delta_ci"] > 0
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from attnbench.experiment.config import BackboneConfig, HeadConfig, ModelConfig
 from attnbench.model.segmenter import build_model
-from attnbench.train.diagnostics import engagement, knocked_out, long_range_miou
+from attnbench.train.diagnostics import engagement, gate_effect, knocked_out, long_range_miou
 
 MODEL = ModelConfig(BackboneConfig(depth=18, width=8, stages=1), HeadConfig(channels=16, aux=False))
 
@@ -58,3 +58,24 @@ def test_long_range_miou_averages_the_declared_classes_and_skips_absent_ones() -
     iou = [90.0, 10.0, 30.0, float("nan"), 50.0]
     assert long_range_miou(iou, (1, 2, 3, 4)) == 30.0
     assert long_range_miou(iou, ()) is None
+
+
+def test_the_gate_effect_sees_danets_closed_gammas_where_engagement_does_not() -> None:
+    torch.manual_seed(0)
+    closed = build_model(MODEL, 3, "danet")
+    torch.manual_seed(0)
+    opened = build_model(MODEL, 3, "danet", open_gate=True)
+    assert engagement(closed, _loader()) > 0.05  # its convs change the input anyway
+    assert gate_effect(closed, _loader()) == 0.0
+    gammas = [g.clone() for g in opened.head.context.gates()]
+    assert gate_effect(opened, _loader()) > 0.05
+    for before, after in zip(gammas, opened.head.context.gates(), strict=True):
+        assert torch.equal(before, after)  # closed for the measure, then restored
+
+
+def test_the_gate_effect_of_a_residual_gate_is_its_engagement_and_nan_without_gates() -> None:
+    torch.manual_seed(0)
+    opened = build_model(MODEL, 3, "ccnet", open_gate=True)  # x + gamma * context
+    assert math.isclose(gate_effect(opened, _loader()), engagement(opened, _loader()), rel_tol=1e-5)
+    assert math.isnan(gate_effect(build_model(MODEL, 3, "isa"), _loader()))
+    assert math.isnan(gate_effect(build_model(MODEL, 3, "none"), _loader()))
