@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -32,17 +32,23 @@ def _context(model: nn.Module) -> nn.Module:
     return model.head.context
 
 
+Reference = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def engagement(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
-    """||module(x) - x|| / ||x||, summed over the first `batches` validation batches."""
+def _relative_change(
+    model: nn.Module, loader: DataLoader, reference: Reference, amp: bool, batches: int
+) -> float:
+    """||module(x) - reference(module, x)|| / ||x|| over the first `batches` batches,
+    `module` being the context module and `x` its input."""
     device = next(model.parameters()).device
     change, size = torch.zeros((), device=device), torch.zeros((), device=device)
 
-    def measure(_module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+    def measure(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         nonlocal change, size
-        x = inputs[0].float()  # (B, C, h, w)
-        change = change + (output.float() - x).square().sum()
-        size = size + x.square().sum()
+        x = inputs[0]  # (B, C, h, w)
+        change = change + (output.float() - reference(module, x).float()).square().sum()
+        size = size + x.float().square().sum()
 
     was_training = model.training
     model.eval()
@@ -59,6 +65,24 @@ def engagement(model: nn.Module, loader: DataLoader, amp: bool = False, batches:
     return float((change / size.clamp_min(1e-12)).sqrt())
 
 
+def engagement(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
+    """||module(x) - x|| / ||x||, summed over the first `batches` validation batches."""
+    return _relative_change(model, loader, lambda _module, x: x, amp, batches)
+
+
+def _closed_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with gates_closed(module):
+        return module.forward(x)  # forward, not __call__: the measuring hook is not run again
+
+
+def gate_effect(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
+    """||module(x) - module_closed(x)|| / ||x|| over the first `batches` validation
+    batches; NaN for a module without a gate."""
+    if not _context(model).gates():
+        return math.nan
+    return _relative_change(model, loader, _closed_output, amp, batches)
+
+
 @contextlib.contextmanager
 def gates_closed(module: nn.Module) -> Iterator[None]:
     """Within the block, the module's gates are at 0, where the paper starts them."""
@@ -73,38 +97,6 @@ def gates_closed(module: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for gate, value in zip(gates, saved, strict=True):
                 gate.copy_(value)
-
-
-@torch.no_grad()
-def gate_effect(model: nn.Module, loader: DataLoader, amp: bool = False, batches: int = 4) -> float:
-    """||module(x) - module_closed(x)|| / ||x|| over the first `batches` validation
-    batches; NaN for a module without a gate."""
-    context = _context(model)
-    if not context.gates():
-        return math.nan
-    device = next(model.parameters()).device
-    change, size = torch.zeros((), device=device), torch.zeros((), device=device)
-
-    def measure(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        nonlocal change, size
-        with gates_closed(module):
-            closed = module.forward(inputs[0])  # forward, not __call__: no hook again
-        change = change + (output.float() - closed.float()).square().sum()
-        size = size + inputs[0].float().square().sum()
-
-    was_training = model.training
-    model.eval()
-    handle = context.register_forward_hook(measure)
-    try:
-        for i, (images, _) in enumerate(loader):
-            if i == batches:
-                break
-            with autocast(device, amp):
-                model(images.to(device, non_blocking=True))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return float((change / size.clamp_min(1e-12)).sqrt())
 
 
 @contextlib.contextmanager
