@@ -37,7 +37,7 @@ def draw_figures(res: Results, maps: bool = True, num_images: int = 3) -> Figure
     cost = {figure[0]: _cost_figure(res, *figure) for figure in COST_FIGURES}
     curves = _curves_figure(res)
     maps_note = (
-        _render_maps(res.exp_dir, num_images, res.heads)
+        _render_maps(res.exp_dir, num_images, res.heads, res.caption)
         if maps
         else "Attention maps not rebuilt (--no-maps)."
     )
@@ -72,12 +72,12 @@ def _curves_figure(res: Results) -> Path | None:
     return plots.plot_curves(res.kept_curves, path, res.heads, res.caption)
 
 
-def _render_maps(exp_dir: Path, num_images: int, heads: list[str]) -> str:
+def _render_maps(exp_dir: Path, num_images: int, heads: list[str], caption: str) -> str:
     """Rebuild the attention-map figures when checkpoints allow; a line for report.md."""
     try:
         from .maps import render_attention_maps
 
-        note = render_attention_maps(exp_dir, num_images=num_images, head_order=heads)
+        note = render_attention_maps(exp_dir, num_images, heads, caption)
     except Exception as err:  # the figure is a bonus: the tables must still be written
         note = f"Attention maps not rebuilt: {type(err).__name__}: {err}"
         print(f"attnbench report: warning: {note}", file=sys.stderr)

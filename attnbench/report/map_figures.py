@@ -26,6 +26,7 @@ import modules
 
 from ..experiment.layout import RunFolder
 from ..figures import plt, save_figure
+from .plots import add_caption
 
 if TYPE_CHECKING:
     import torch
@@ -161,7 +162,7 @@ def draw_image(
     return fig
 
 
-def draw_extra_maps(head: HeadMaps, samples: list, out: Path) -> Path:
+def draw_extra_maps(head: HeadMaps, samples: list, out: Path, caption: str = "") -> Path:
     """The first channels of the head's EXTRA_MAP per image (EMA: which pixels each base
     gathers), on one 0-1 scale."""
     extra = modules.REGISTRY[head.module].EXTRA_MAP
@@ -181,11 +182,18 @@ def draw_extra_maps(head: HeadMaps, samples: list, out: Path) -> Path:
     fig.colorbar(shown, ax=axes, shrink=0.8, label=f"{extra} (0-1)")
     run = head.run
     fig.suptitle(f"{run.head} seed {run.seed}: the first {k} channels of its {extra!r} map")
+    add_caption(fig, caption)
     return save_figure(fig, out)
 
 
 def draw_all(
-    heads: list[HeadMaps], samples: list, queries: list, names, indices: list[int], out_dir: Path
+    heads: list[HeadMaps],
+    samples: list,
+    queries: list,
+    names,
+    indices: list[int],
+    out_dir: Path,
+    caption: str = "",
 ) -> list[Path]:
     """Every image's figure and, for a head with an EXTRA_MAP, that map's figure; stale
     figures are removed."""
@@ -197,6 +205,7 @@ def draw_all(
             f"the query pixel × ({seeds})"
         )
         fig = draw_image(heads, i, sample, query, names, title)
+        add_caption(fig, caption)
         written.append(save_figure(fig, image_figure_path(out_dir, i)))
     # A figure of an image or a head no longer drawn would mislead: remove it.
     for stale in [*image_figures(out_dir), out_dir / "attention_maps.png"]:
@@ -205,7 +214,7 @@ def draw_all(
     extra = next((h for h in heads if h.extra), None)  # the first head with an EXTRA_MAP
     if extra is not None:
         path = out_dir / f"attention_maps_{extra.module}.png"
-        written.append(draw_extra_maps(extra, samples, path))
+        written.append(draw_extra_maps(extra, samples, path, caption))
     for _name, stale in extra_figures(out_dir):
         if stale not in written:
             stale.unlink(missing_ok=True)

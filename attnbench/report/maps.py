@@ -139,10 +139,11 @@ def _load_model(exp_dir: Path, run: RunFolder, num_classes: int, device: torch.d
 
 
 def render_attention_maps(
-    exp_dir: Path, num_images: int = 3, head_order: list[str] | None = None
+    exp_dir: Path, num_images: int = 3, head_order: list[str] | None = None, caption: str = ""
 ) -> str:
     """Draw attention_maps_<k>.png per image (and attention_maps_<module>.png for a head
-    whose module has an EXTRA_MAP) into exp_dir from each head's last checkpoint.
+    whose module has an EXTRA_MAP) into exp_dir from each head's last checkpoint, with
+    `caption` (the runs' context) under each.
 
     Returns one line for report.md saying what was drawn, or why nothing was.
     """
@@ -168,7 +169,7 @@ def render_attention_maps(
         model = _load_model(exp_dir, run, len(class_names), device)
         heads.append(head_maps(model, run, samples, queries))
         del model
-    draw_all(heads, samples, queries, class_names, indices, exp_dir)
+    draw_all(heads, samples, queries, class_names, indices, exp_dir, caption)
     seeds = ", ".join(f"{r.head} seed {r.seed}" for r in runs)
     images = ", ".join(map(str, indices))
     return (

@@ -150,7 +150,7 @@ def test_cli_report_keeps_old_maps_without_checkpoints(exp_dir, capsys):
     assert "](attention_maps_1.png)" in text and "](attention_maps_2.png)" in text
 
 
-def test_attention_maps_from_checkpoints(exp_dir):
+def test_attention_maps_from_checkpoints(exp_dir, monkeypatch):
     from attnbench.data import dataset_info
     from attnbench.experiment.config import load_config
     from attnbench.model.segmenter import build_model
@@ -177,7 +177,16 @@ def test_attention_maps_from_checkpoints(exp_dir):
     # Figures of an earlier layout or of more images would mislead next to the new ones.
     for stale in ("attention_maps.png", "attention_maps_3.png"):
         (exp_dir / stale).write_bytes(PNG_MAGIC)
-    note = render_attention_maps(exp_dir, num_images=2)
+    from attnbench.report import map_figures
+
+    texts, save = [], map_figures.save_figure
+    monkeypatch.setattr(
+        map_figures,
+        "save_figure",
+        lambda fig, path: texts.append([t.get_text() for t in fig.texts]) or save(fig, path),
+    )
+    note = render_attention_maps(exp_dir, num_images=2, caption="device: cpu; seeds: 0")
+    assert len(texts) == 3 and all("device: cpu; seeds: 0" in t for t in texts)
     assert "none seed 0" in note and "ema seed 0" in note
     assert "nonlocal" not in note  # a diverged run's weights are not drawn
     for name in ("attention_maps_1.png", "attention_maps_2.png", "attention_maps_ema.png"):
