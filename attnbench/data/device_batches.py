@@ -37,6 +37,7 @@ def resident_fits(dataset: object, device: torch.device) -> bool:
         return False
     if _copy_key(dataset, t, device) in _DEVICE_COPY:
         return True  # held already, in memory that the free figure no longer counts
+    release_device_copy()  # another set's copy: its memory is free for this one
     side = dataset.image_size
     size = len(dataset) * side * side * (3 * 4 + 1)  # float32 RGB + uint8 label
     if device.type == "cuda":
@@ -50,6 +51,14 @@ def resident_fits(dataset: object, device: torch.device) -> bool:
 # 256 px, most of them past the render cache) drawing them again cost about 13 s a run.
 # One copy at a time, because resident_fits allowed for one.
 _DEVICE_COPY: dict[tuple, Batch] = {}
+
+
+def release_device_copy() -> None:
+    """Drop the kept copy (a run that does not use it), and give the memory that PyTorch
+    caches back to the device, for other processes (`--jobs` siblings) to use."""
+    _DEVICE_COPY.clear()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def device_copy(
@@ -159,6 +168,7 @@ __all__ = [
     "ResidentBatches",
     "device_copy",
     "prefetched",
+    "release_device_copy",
     "resident_fits",
     "to_device",
 ]

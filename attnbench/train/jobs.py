@@ -195,20 +195,23 @@ def _left(run: Run) -> int:
     return run.cfg.train.iterations - (_iterations_logged(run) if run.status != NEW else 0)
 
 
-def _seen(run: Run) -> tuple[int, Any]:
-    """(iterations in its log, the metrics.json there) before the run starts. An old log
-    counts nothing: a run starting over removes it, and _follow counts only increases."""
-    return _iterations_logged(run), _stamp(run.folder.metrics)
+def _seen(run: Run) -> tuple[int, Any, int | None]:
+    """(iterations in its log, the metrics.json there, which log file) before the run
+    starts. An old log counts nothing: a run starting over removes it and begins a new
+    file, counted from 0, and a resumed one cuts it back; _follow counts increases only."""
+    return _iterations_logged(run), _stamp(run.folder.metrics), _file_id(run.log_path)
 
 
-def _follow(run: Run, seen: dict[Path, tuple[int, Any]], bar: progress.ExperimentProgress) -> bool:
+def _follow(run: Run, seen: dict[Path, tuple], bar: progress.ExperimentProgress) -> bool:
     """Count the run's newly logged iterations; when its metrics.json is new, print its
     line and return True."""
     key = run.folder.path
-    logged, before = seen[key]
-    now = _iterations_logged(run)
+    logged, before, log_file = seen[key]
+    now, now_file = _iterations_logged(run), _file_id(run.log_path)
+    if now_file != log_file:  # a new log, which may have passed the old one between polls
+        logged = 0
     bar.step(max(0, now - logged))
-    seen[key] = (now, before)
+    seen[key] = (now, before, now_file)
     metrics = files.read_json(run.folder.metrics)
     if not isinstance(metrics, dict) or "status" not in metrics:
         return False
@@ -222,6 +225,14 @@ def _follow(run: Run, seen: dict[Path, tuple[int, Any]], bar: progress.Experimen
 def _iterations_logged(run: Run) -> int:
     records = files.read_log(run.log_path)
     return max((r.get("iteration", 0) for r in records if r.get("event") == "train"), default=0)
+
+
+def _file_id(path: Path) -> int | None:
+    """The file's inode: which file is at `path`, whatever was appended to it."""
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -27,7 +27,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed, files
 from ..data import sampling
-from ..data.device_batches import ResidentBatches, prefetched, resident_fits
+from ..data.device_batches import (
+    ResidentBatches,
+    prefetched,
+    release_device_copy,
+    resident_fits,
+)
 from ..data.transforms import IGNORE_INDEX
 from ..env import autocast
 from ..experiment.config import ExperimentConfig
@@ -237,11 +242,11 @@ def device_batches(
     if resident:
         try:
             return ResidentBatches(train_set, batches, run.seed, run.device, run.channels_last)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
             # `--jobs` siblings can fill the device between resident_fits and the copy.
             # The loader gives the same batches, so only the speed changes.
-            torch.cuda.empty_cache()
             say("training images: no room on the device for them; drawn batch by batch")
+    release_device_copy()  # outside the except: its traceback would keep a part of the copy
     loader = sampling.train_loader(
         train_set, batches, run.seed, run.cfg.data.num_workers, run.device.type == "cuda"
     )

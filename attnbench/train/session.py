@@ -49,9 +49,12 @@ def train_part(part: Part, info: DistInfo) -> None:
     done = [p for p in part.runs if p.status == DONE]
     todo = [p for p in part.runs if p.status != DONE]
     if todo:
-        # Validation first: it is read at every evaluation, while on a GPU the training
-        # images are read once, into the device's copy, and may overflow the cache.
-        render_into_memory(val_set, train_set, show=show)
+        # On a GPU the training images are read once, into the device's copy, while the
+        # validation images are read at every evaluation: those go first into the cache.
+        # On a CPU the training images are read at every step: they go first.
+        first_val = part.device.type == "cuda"
+        sets = (val_set, train_set) if first_val else (train_set, val_set)
+        render_into_memory(*sets, show=show)
     for p in done if show else []:
         progress.say(f"{p.head.name} seed{p.seed}: done before, skipped")
     with env.numerics(part.device, cfg.train.threads):

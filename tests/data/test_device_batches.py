@@ -7,6 +7,7 @@ import torch
 
 from attnbench.data import sampling
 from attnbench.data.device_batches import (
+    _DEVICE_COPY,
     ResidentBatches,
     device_copy,
     prefetched,
@@ -72,3 +73,12 @@ def test_the_device_copy_is_made_once_for_the_same_images() -> None:
     assert changed[0] is not first[0] and not torch.equal(changed[0], first[0])
     assert device_copy(_probe(), flip, cpu)[0] is not first[0]  # one copy is kept, not two
     assert torch.equal(device_copy(_probe(), flip, cpu)[0], first[0])
+
+
+def test_a_copy_no_run_uses_is_released() -> None:
+    cpu, flip = torch.device("cpu"), SegTransform(flip=True)
+    device_copy(_probe(), flip, cpu)
+    assert resident_fits(_probe(), cpu) and len(_DEVICE_COPY) == 1  # the same set: kept
+    other = ProbeTask("train", size=12, image_size=16, data_seed=1, transform=flip)
+    assert resident_fits(other, cpu)
+    assert not _DEVICE_COPY  # another set is checked: the old copy goes

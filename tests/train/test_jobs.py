@@ -209,4 +209,23 @@ def test_a_run_started_over_is_counted_once_in_the_progress(tiny: Path) -> None:
     jobs._follow(run, seen, bar)
     log_up_to(run, 2)
     jobs._follow(run, seen, bar)
-    assert bar.trained == 2 and bar.eta() == 0.0  # before: 4 trained of 2, ETA below zero
+    assert bar.trained == 2  # before: 4 trained of 2, and an ETA below zero
+
+
+def test_a_new_log_that_passed_the_old_one_between_polls_is_counted_whole(tiny: Path) -> None:
+    run = plan_runs(load_config(tiny), None)[0]
+    run.folder.path.mkdir(parents=True)
+    run.log_path.write_text(json.dumps({"event": "train", "iteration": 1}) + "\n")
+    bar = progress.ExperimentProgress(1, 0, jobs._left(run), show=False)
+    seen = {run.folder.path: jobs._seen(run)}
+    fresh = run.log_path.with_suffix(".new")  # made before the old one goes: a new inode
+    fresh.write_text(json.dumps({"event": "train", "iteration": 2}) + "\n")
+    fresh.replace(run.log_path)
+    jobs._follow(run, seen, bar)
+    assert bar.trained == 2
+
+
+def test_the_eta_never_goes_below_zero() -> None:
+    bar = progress.ExperimentProgress(1, 0, 2, show=False)
+    bar.step(3)  # more than planned: a resumed run logs again what it had logged
+    assert bar.eta() == 0.0

@@ -267,7 +267,7 @@ def test_a_device_copy_without_room_falls_back_to_the_same_batches(monkeypatch, 
     resident = list(loop.device_batches(run, dataset, 1, resident=True))
 
     def no_room(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(loop, "ResidentBatches", no_room)
     streamed = list(loop.device_batches(run, dataset, 1, resident=True))
