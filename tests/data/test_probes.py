@@ -130,7 +130,7 @@ def test_local_chance_level_is_a_third_and_is_what_a_coin_flip_scores():
     assert len(CLASS_NAMES["pairing"]) == 7
 
 
-@pytest.mark.parametrize("experiment", ["probes.yaml", "probes_gpu.yaml"])
+@pytest.mark.parametrize("experiment", ["probes.yaml", "probes_gates.yaml", "probes_gpu.yaml"])
 def test_the_plain_head_of_each_shipped_probe_experiment_cannot_reach_another_cell(experiment):
     """The construction's premise, on the shipped settings: the `none` model's receptive
     field (the support of its centre pixel's input gradient) is narrower than the gap

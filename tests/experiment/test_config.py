@@ -186,6 +186,16 @@ def test_probes_and_ema_stages_share_one_recipe() -> None:
     assert stages.head("ema-t1").params == {"bases": 16, "stages": 1}
 
 
+def test_the_cpu_gate_ablation_shares_the_probe_recipe_and_pairs_every_gated_module() -> None:
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    probes, gates = load_config(root / "probes.yaml"), load_config(root / "probes_gates.yaml")
+    assert gates.probes == probes.probes and gates.data == probes.data
+    assert gates.model == probes.model and gates.train == probes.train
+    paper = {h.module for h in gates.heads if h.gate == "paper" and h.module != "none"}
+    opened = {h.module for h in gates.heads if h.gate == "open"}
+    assert paper == opened == {"nonlocal", "a2", "ccnet", "danet", "ema"}
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
