@@ -16,7 +16,9 @@ mIoU with the module knocked out. The verdict reads them together:
                     recorded: a module without gates, or an older record) below
                     GATE_CLOSED: the module never switched its context on, so the run
                     cannot say whether it could have
-    no gain         not solved although the module is engaged
+    not separated   engaged, its mean above the interval of `none`, but the two
+                    intervals overlap: the seeds disagree; more of them would tell
+    no gain         engaged, and its mean within the interval of `none` or below
     one seed        engaged, but a single seed has no interval to compare
     (baseline)      `none` itself
 
@@ -96,6 +98,8 @@ def _verdict(head: str, value: Interval, base: Interval, switched: Interval) -> 
         return "one seed: no interval"
     if switched.mean == switched.mean and switched.mean < GATE_CLOSED:
         return "gate closed"
+    if base.n >= 2 and value.mean > base.high:
+        return "not separated"
     return "no gain"
 
 
@@ -152,7 +156,8 @@ def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
         f"(every class but background); a network that sees no context scores at most "
         f"{chance:.1f} in expectation (data/probes.py). ± is the half-width of the 95% "
         f"Student-t interval over seeds; Δ is paired by seed; a head solves a probe when its "
-        f"interval lies wholly above that of `none`. Engagement: "
+        f"interval lies wholly above that of `none`, and is not separated when its mean is "
+        f"above that interval but the two overlap (the seeds disagree). Engagement: "
         f"||module(x) − x|| / ||x|| on validation images at the end of training, and in "
         f"brackets, for a module with zero-initialised gates, the part that passes through "
         f"them (||module(x) − module with its gates at 0 (x)|| / ||x||; DANet changes its "

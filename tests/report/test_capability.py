@@ -20,6 +20,7 @@ RUNS = {
     # DANet convolves its input outside the gates: engaged with both gammas at ~0
     "danet": ([30.0, 33.0, 31.0], 1.8, 0.0, 0, 0.004),
     "danet-open": ([32.0, 30.0, 34.0], 1.7, 0.0, 1, 0.9),
+    "ccnet-open": ([90.0, 30.0, 32.0], 1.2, 22.0, 1, 1.2),
 }
 
 
@@ -60,6 +61,7 @@ def test_verdicts_tell_solved_from_closed_gates_and_from_no_gain(tmp_path: Path)
     assert table.loc["pool", "verdict"] == "solves"
     assert table.loc["nonlocal", "verdict"] == "gate closed"
     assert table.loc["nonlocal-open", "verdict"] == "no gain"
+    assert table.loc["ccnet-open", "verdict"] == "not separated"  # one seed of three solves
     assert table.loc["nonlocal-open", "gate"] == "open"
     assert table.loc["danet", "verdict"] == "gate closed"  # its engagement alone said no gain
     assert table.loc["danet-open", "verdict"] == "no gain"
