@@ -188,15 +188,12 @@ def plot_engagement(
     curves = [(p, c) for p, c in curves if not c.empty]
     if not curves:
         return None
-    heads = list(dict.fromkeys(h for _, c in curves for h in c["head"]))
-    # One colour a head: the default cycle has 10, and probes_gpu.yaml trains 14 heads.
-    colours = plt.get_cmap("tab10" if len(heads) <= 10 else "tab20").colors
+    colours = head_colours(list(dict.fromkeys(h for _, c in curves for h in c["head"])))
     fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves) + 1.6, 4), squeeze=False)
     for ax, (probe, data) in zip(axes[0], curves, strict=True):
         for head, rows in data.groupby("head", sort=False):
             mean = rows.groupby("iteration")["value"].mean()
-            colour = colours[heads.index(head) % len(colours)]
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=head, color=colour)
+            ax.plot(mean.index, mean.values, "o-", markersize=3, label=head, color=colours[head])
         ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1,
                    label=f"{GATE_CLOSED}: below, the gate is closed")  # fmt: skip
         ax.set_yscale("symlog", linthresh=0.01)
@@ -208,6 +205,17 @@ def plot_engagement(
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     add_caption(fig, caption)
     return save_figure(fig, path)
+
+
+def head_colours(heads: list[str]) -> dict[str, tuple]:
+    """One colour a head. A head named `<x>-open` (the gate ablation's naming) takes the
+    light shade of `<x>`'s colour, so each module's two settings read as a pair."""
+    bases = list(dict.fromkeys(h.removesuffix("-open") for h in heads))
+    pairs = plt.get_cmap("tab20").colors  # (dark, light) shades of 10 hues
+    return {
+        h: pairs[(2 * bases.index(h.removesuffix("-open")) + h.endswith("-open")) % 20]
+        for h in heads
+    }
 
 
 def _switch_curves(curves: pd.DataFrame) -> pd.DataFrame:

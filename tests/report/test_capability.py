@@ -95,3 +95,15 @@ def test_both_figures_carry_the_run_context(tmp_path: Path, monkeypatch) -> None
     for fig in drawn:
         assert caption in [t.get_text() for t in fig.texts]
         capability.plt.close(fig)
+
+
+def test_a_module_and_its_open_gate_share_a_hue_and_every_head_its_own_colour() -> None:
+    from attnbench.figures import plt
+    from attnbench.report.capability import head_colours
+
+    heads = ["none", "pool", "nonlocal", "nonlocal-open", "a2", "a2-open", "isa", "ema-t1"]
+    colours = head_colours(heads)
+    assert len(set(colours.values())) == len(heads)
+    pairs = plt.get_cmap("tab20").colors
+    dark, light = pairs.index(colours["a2"]), pairs.index(colours["a2-open"])
+    assert dark % 2 == 0 and light == dark + 1  # tab20 holds a dark and a light shade per hue
