@@ -69,7 +69,7 @@ def device_copy(
     Read them, never write into them."""
     key = _copy_key(dataset, transform, device)
     if key not in _DEVICE_COPY:
-        _DEVICE_COPY.clear()
+        release_device_copy()
         images, labels = zip(*(dataset.raw_item(i) for i in range(len(dataset))), strict=True)
         mean, std = transform.mean.to(device), transform.std.to(device)
         # In place: `(x - mean) / std` held three copies at once, 9 GiB at probes_gpu's size.

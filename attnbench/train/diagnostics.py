@@ -83,6 +83,15 @@ def gate_effect(model: nn.Module, loader: DataLoader, amp: bool = False, batches
     return _relative_change(model, loader, _closed_output, amp, batches)
 
 
+def switched_on(model: nn.Module, loader: DataLoader, amp: bool = False) -> dict[str, float]:
+    """{"engagement": ..., "gate_effect": ...}, the second for a module with gates only."""
+    figures = {"engagement": engagement(model, loader, amp)}
+    gated = gate_effect(model, loader, amp)
+    if not math.isnan(gated):
+        figures["gate_effect"] = gated
+    return figures
+
+
 @contextlib.contextmanager
 def gates_closed(module: nn.Module) -> Iterator[None]:
     """Within the block, the module's gates are at 0, where the paper starts them."""
@@ -125,10 +134,7 @@ def context_figures(
 ) -> dict[str, float]:
     """What an evaluation point records beside mIoU: engagement, the gate effect (gated
     modules), and the long-range mIoU."""
-    figures = {"engagement": engagement(model, loader, amp)}
-    gated = gate_effect(model, loader, amp)
-    if not math.isnan(gated):
-        figures["gate_effect"] = gated
+    figures = switched_on(model, loader, amp)
     value = long_range_miou(iou, classes)
     if value is not None:
         figures["long_range_mIoU"] = value

@@ -15,7 +15,7 @@ from ..measure import head_costs
 from ..model.receptive_field import receptive_field
 from ..model.segmenter import build_model
 from . import checkpoint
-from .diagnostics import engagement, gate_effect, knocked_out, long_range_miou
+from .diagnostics import knocked_out, long_range_miou, switched_on
 from .evaluate import evaluate
 from .loop import Diverged, TrainResult, log_event, train, validation_loader
 from .throughput import steady_throughput
@@ -84,10 +84,7 @@ def final_diagnostics(
 ) -> dict[str, float]:
     """Engagement, the gate effect (a module with gates) and, on the probes, how far the
     trained head sees (train/diagnostics.py, model/receptive_field.py)."""
-    figures = {"engagement": engagement(model, val_loader, run.cfg.train.amp)}
-    gated = gate_effect(model, val_loader, run.cfg.train.amp)
-    if gated == gated:  # NaN: the module has no gate
-        figures["gate_effect"] = gated
+    figures = switched_on(model, val_loader, run.cfg.train.amp)
     if getattr(val_set, "long_range_classes", ()):
         field = receptive_field(model, run.cfg.data.image_size)
         figures["receptive_field_px"], figures["effective_receptive_field_px"] = field
