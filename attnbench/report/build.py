@@ -45,12 +45,14 @@ def build_suite_report(suite_dir: Path) -> list[Path]:
         raise UserError(f"{suite_dir}: no runs.csv, nor <probe>/runs.csv below it")
     env = read_environment(suite_dir / probes[0])
     config = read_experiment_config(suite_dir / probes[0])
-    train = config.get("train", {}) if isinstance(config, dict) else {}
+    config = config if isinstance(config, dict) else {}
+    train, data = config.get("train", {}), config.get("data", {})
     context = [
         f"device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}; "
         f"code: git {env['git_commit']}",
         f"probes: {', '.join(probes)}; seeds: {', '.join(map(str, config.get('seeds', [])))}; "
-        f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')}",
+        f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')} "
+        f"at lr {train.get('lr', '?')}; {data.get('image_size', '?')} px images",
     ]
     detail = "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes)
     caption = "\n".join(context)
