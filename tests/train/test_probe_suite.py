@@ -31,7 +31,11 @@ def test_probe_suite_runs_every_probe_and_writes_the_capability_report(tmp_path:
     assert summary.startswith("# Capability table")
     assert summary.count("| pairing |") == 2 and summary.count("| retrieval |") == 2
     # The recipe a reader needs to compare two suites is in the context lines.
-    assert "2 iterations of batch 4 at lr 0.1; 64 px images" in summary
+    assert (
+        "2 iterations of batch 4 at lr 0.1; 64 px images; ResNet-18 of width 8, stem + 0 stages;"
+        in summary
+    )
+    assert "head 32 channels" in summary
     assert (suite / "capability.csv").is_file() and (suite / "knockout.png").is_file()
     # Run again: every run is done, nothing is trained, the table is rebuilt the same.
     before = summary
