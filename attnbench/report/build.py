@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..files import atomic_write_text
 from . import capability
-from .context import read_environment, read_experiment_config
+from .context import probe_recipe, read_environment, read_experiment_config
 from .drawing import draw_figures
 from .results import read_results
 from .sections import render_report, render_summary_md
@@ -46,17 +46,11 @@ def build_suite_report(suite_dir: Path) -> list[Path]:
     env = read_environment(suite_dir / probes[0])
     config = read_experiment_config(suite_dir / probes[0])
     config = config if isinstance(config, dict) else {}
-    train, data = config.get("train", {}), config.get("data", {})
-    model = config.get("model", {})
-    backbone, head = model.get("backbone", {}), model.get("head", {})
     context = [
         f"device: {env['device']}; torch: {env['torch']}; threads: {env['threads']}; "
         f"code: git {env['git_commit']}",
         f"probes: {', '.join(probes)}; seeds: {', '.join(map(str, config.get('seeds', [])))}; "
-        f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')} "
-        f"at lr {train.get('lr', '?')}; {data.get('image_size', '?')} px images; "
-        f"ResNet-{backbone.get('depth', '?')} of width {backbone.get('width', '?')}, "
-        f"stem + {backbone.get('stages', '?')} stages; head {head.get('channels', '?')} channels",
+        + probe_recipe(config),
     ]
     detail = "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes)
     caption = "\n".join(context)

@@ -81,3 +81,17 @@ def context_lines(
     else:
         lines.append(f"- {dataset}resolution of the MAC counts: not recorded")
     return lines
+
+
+def probe_recipe(config: dict) -> str:
+    """The training recipe and model of a probe experiment's config.yaml, in one line: what
+    a reader needs to tell two suites' tables and figures apart."""
+    train, data = config.get("train", {}), config.get("data", {})
+    backbone = config.get("model", {}).get("backbone", {})
+    head = config.get("model", {}).get("head", {})
+    return (
+        f"{train.get('iterations', '?')} iterations of batch {train.get('batch_size', '?')} "
+        f"at lr {train.get('lr', '?')}; {data.get('image_size', '?')} px images; "
+        f"ResNet-{backbone.get('depth', '?')} of width {backbone.get('width', '?')}, "
+        f"stem + {backbone.get('stages', '?')} stages; head {head.get('channels', '?')} channels"
+    )
