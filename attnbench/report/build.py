@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..files import atomic_write_text
 from . import capability
+from .capability_text import build_capability_report
 from .context import probe_recipe, read_environment, read_experiment_config
 from .drawing import draw_figures
 from .results import read_results
@@ -54,4 +55,4 @@ def build_suite_report(suite_dir: Path) -> list[Path]:
     ]
     detail = "per-probe detail: " + ", ".join(f"[{p}]({p}/report.md)" for p in probes)
     caption = "\n".join(context)
-    return capability.build_capability_report(suite_dir, [*context, detail], caption)
+    return build_capability_report(suite_dir, [*context, detail], caption)

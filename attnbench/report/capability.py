@@ -1,29 +1,25 @@
-"""The capability table of a probe suite: probe x head, what each module buys and why.
+"""The capability table of a probe suite: probe x head, counted seed by seed.
 
 A suite (an experiment with `probes:`) keeps one experiment per probe under
-results/<suite>/<probe>/, each with its own runs.csv and curves.csv. From those alone
-this writes results/<suite>/capability.csv, summary.md (the table first), engagement.png
-and knockout.png.
+<out>/<suite>/<probe>/, each with its own runs.csv and curves.csv. From those alone this
+builds three tables (report/capability_text.py writes them out):
 
-Per probe and head: the long-range mIoU (mean ± 95% t half-width over seeds), its
-difference to `none` paired by seed, the module's final engagement
-(||module(x) - x|| / ||x||) and, for a module with gates, its gate effect (the part of
-that change which passes through the gates, train/diagnostics.py), and the long-range
-mIoU with the module knocked out. The verdict reads them together:
+    seeds       one row per (probe, head, seed): long-range mIoU, solved or not, the
+                score with the module knocked out, the gate effect, iterations to solve
+    heads       one row per (probe, head): the solve rate with its exact interval, the
+                tests against `none` (report/solve.py), the IQM, and the verdict
+    modules     one row per (probe, module): "can it?" from its open-gate head, "does
+                it, under this recipe?" from its paper-gate head, and its costs
 
-    solves          its 95% interval lies wholly above that of `none` (disjoint)
-    gate closed     not solved, and the gate effect (engagement where none was
-                    recorded: a module without gates, or an older record) below
-                    GATE_CLOSED: the module never switched its context on, so the run
-                    cannot say whether it could have
-    not separated   engaged, its mean above the interval of `none`, but the two
-                    intervals overlap: the seeds disagree; more of them would tell
-    no gain         engaged, and its mean within the interval of `none` or below
-    one seed        engaged, but a single seed has no interval to compare
-    (baseline)      `none` itself
+Verdicts of a head:
 
-A probe counts only when at least one head solves it: a probe nobody solves measures
-nothing.
+    solves       its solve-rate interval lies wholly above that of `none`
+    sometimes    some seeds solve, but the interval overlaps that of `none`
+    gate closed  no seed solves, and in most seeds the gate effect (the engagement for
+                 a module without gates) stayed below GATE_CLOSED: the module never
+                 switched its context on, so the run cannot say whether it could have
+    never        no seed solves, though the module is switched on
+    (baseline)   `none` itself
 """
 
 from __future__ import annotations
@@ -34,73 +30,18 @@ import pandas as pd
 
 from ..data.probes import local_chance_iou
 from ..errors import UserError
-from ..figures import plt, save_figure
-from ..files import atomic_write_text
-from .plots import add_caption
-from .stats import Interval, load_curves, load_runs, mean_interval, paired_difference
+from . import solve
+from .stats import load_curves, load_runs
 
 GATE_CLOSED = 0.05  # below this, the module (or its gated path) hardly changes its input
 BASELINE = "none"
+NAN = float("nan")
 
 
-def _per_seed(runs: pd.DataFrame, head: str, metric: str, setting: str = "") -> dict[int, float]:
-    rows = runs[(runs["head"] == head) & (runs["metric"] == metric) & (runs["setting"] == setting)]
-    return {int(s): float(v) for s, v in zip(rows["seed"], rows["value"], strict=True)}
-
-
-def probe_rows(probe: str, runs: pd.DataFrame) -> list[dict]:
-    """One capability row per head of one probe's runs.csv."""
-    heads = list(dict.fromkeys(runs["head"]))
-    base = _per_seed(runs, BASELINE, "long_range_mIoU")
-    base_interval = mean_interval(base.values())
-    rows = []
-    for head in heads:
-        scores = _per_seed(runs, head, "long_range_mIoU")
-        if not scores:
-            continue
-        value = mean_interval(scores.values())
-        delta = paired_difference(scores, base) if head != BASELINE and base else None
-        engaged = mean_interval(_per_seed(runs, head, "engagement").values())
-        gated = mean_interval(_per_seed(runs, head, "gate_effect").values())
-        knocked = mean_interval(_per_seed(runs, head, "long_range_mIoU", "knockout").values())
-        gate = _per_seed(runs, head, "gate_open")
-        support = mean_interval(_per_seed(runs, head, "receptive_field_px").values())
-        effective = mean_interval(_per_seed(runs, head, "effective_receptive_field_px").values())
-        rows.append(
-            {
-                "probe": probe,
-                "head": head,
-                "module": runs.loc[runs["head"] == head, "module"].iloc[0],
-                "gate": "open" if any(gate.values()) else "paper",
-                "seeds": value.n,
-                "long_range_mean": value.mean,
-                "long_range_ci": value.half_width,
-                "delta_mean": delta.mean if delta else float("nan"),
-                "delta_ci": delta.half_width if delta else float("nan"),
-                "engagement": engaged.mean,
-                "gate_effect": gated.mean if gated.n else float("nan"),
-                "knockout_mean": knocked.mean,
-                "receptive_field_px": support.mean,
-                "effective_receptive_field_px": effective.mean,
-                "verdict": _verdict(head, value, base_interval, gated if gated.n else engaged),
-            }
-        )
-    return rows
-
-
-def _verdict(head: str, value: Interval, base: Interval, switched: Interval) -> str:
-    """`switched`: the gate effect over seeds, or the engagement where it is not recorded."""
-    if head == BASELINE:
-        return "(baseline)"
-    if value.n >= 2 and base.n >= 2 and value.low > base.high:
-        return "solves"
-    if value.n < 2 and not switched.mean < GATE_CLOSED:
-        return "one seed: no interval"
-    if switched.mean == switched.mean and switched.mean < GATE_CLOSED:
-        return "gate closed"
-    if base.n >= 2 and value.mean > base.high:
-        return "not separated"
-    return "no gain"
+def probe_chance(probe: str) -> float:
+    """The long-range mIoU (%) a network without context can expect on this probe."""
+    del probe  # every probe's long-range classes come in balanced pairs
+    return 100 * local_chance_iou()
 
 
 def suite_probes(suite_dir: Path) -> list[str]:
@@ -108,165 +49,145 @@ def suite_probes(suite_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in Path(suite_dir).glob("*/runs.csv"))
 
 
-def capability_table(suite_dir: Path) -> pd.DataFrame:
-    probes = suite_probes(suite_dir)
-    if not probes:
-        raise UserError(f"{suite_dir}: no <probe>/runs.csv below it; run the probe suite first")
-    rows = []
-    for probe in probes:
-        runs, _ = load_runs(Path(suite_dir) / probe / "runs.csv")
-        rows += probe_rows(probe, runs)
-    return pd.DataFrame(rows)
-
-
-def _pm(mean: float, half: float) -> str:
-    if mean != mean:
-        return "–"
-    return f"{mean:.1f}" if half != half else f"{mean:.1f} ± {half:.1f}"
-
-
-def _engagement(engagement: float, gate_effect: float) -> str:
-    if engagement != engagement:
-        return "–"
-    through = "" if gate_effect != gate_effect else f" ({gate_effect:.3f})"
-    return f"{engagement:.3f}{through}"
-
-
-def _field(r: object) -> str:
-    support, effective = r.receptive_field_px, r.effective_receptive_field_px
-    return "–" if support != support else f"{support:.0f} / {effective:.0f}"
-
-
-def render_markdown(table: pd.DataFrame, context: list[str]) -> str:
-    chance = 100 * local_chance_iou()
-    lines = ["# Capability table", "", *[f"- {c}" for c in context], ""]
-    columns = ["probe", "head", "gate", "seeds", "long-range mIoU", "Δ vs `none`"]
-    columns += ["engagement (gates)", "knocked out", "receptive field (px)", "verdict"]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in table.itertuples(index=False):
-        cells = [r.probe, r.head, r.gate, str(r.seeds), _pm(r.long_range_mean, r.long_range_ci)]
-        cells.append("baseline" if r.head == BASELINE else _pm(r.delta_mean, r.delta_ci))
-        cells.append(_engagement(r.engagement, r.gate_effect))
-        cells += [_pm(r.knockout_mean, float("nan")), _field(r), r.verdict]
-        lines.append("| " + " | ".join(cells) + " |")
-    counted = table[table["verdict"] == "solves"].groupby("probe")["head"].apply(list)
-    lines += [
-        "",
-        f"Long-range mIoU: mean IoU (%) over the classes a local network cannot tell apart "
-        f"(every class but background); a network that sees no context scores at most "
-        f"{chance:.1f} in expectation (data/probes.py). ± is the half-width of the 95% "
-        f"Student-t interval over seeds; Δ is paired by seed; a head solves a probe when its "
-        f"interval lies wholly above that of `none`, and is not separated when its mean is "
-        f"above that interval but the two overlap (the seeds disagree). Engagement: "
-        f"||module(x) − x|| / ||x|| on validation images at the end of training, and in "
-        f"brackets, for a module with zero-initialised gates, the part that passes through "
-        f"them (||module(x) − module with its gates at 0 (x)|| / ||x||; DANet changes its "
-        f"input outside its gates too); below {GATE_CLOSED} the module, or its gated path, "
-        f"has hardly switched on. Knocked out: the long-range mIoU "
-        f"with the module replaced by the identity at evaluation. Receptive field: how far "
-        f"from a pixel the trained head's prediction reaches (the gradient's support) / "
-        f"where 95% of its gradient lies (the effective field), mean over seeds.",
-        "",
-    ]
-    for probe in dict.fromkeys(table["probe"]):
-        solved = counted.get(probe, [])
-        lines.append(
-            f"- {probe}: solved by {', '.join(solved)}."
-            if solved
-            else f"- {probe}: no head separates from `none`, so this probe measures nothing here."
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot_engagement(
-    suite_dir: Path, probes: list[str], path: Path, caption: str = ""
-) -> Path | None:
-    """Against iteration, mean over seeds, one panel per probe: each head's gate effect
-    where it was recorded (a module with gates), its engagement otherwise."""
-    curves = [(p, load_curves(Path(suite_dir) / p / "curves.csv")) for p in probes]
-    curves = [(p, _switch_curves(c)) for p, c in curves if c is not None]
-    curves = [(p, c) for p, c in curves if not c.empty]
-    if not curves:
-        return None
-    colours = head_colours(list(dict.fromkeys(h for _, c in curves for h in c["head"])))
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves) + 1.6, 4), squeeze=False)
-    for ax, (probe, data) in zip(axes[0], curves, strict=True):
-        for head, rows in data.groupby("head", sort=False):
-            mean = rows.groupby("iteration")["value"].mean()
-            ax.plot(mean.index, mean.values, "o-", markersize=3, label=head, color=colours[head])
-        ax.axhline(GATE_CLOSED, color="grey", linestyle=":", linewidth=1,
-                   label=f"{GATE_CLOSED}: below, the gate is closed")  # fmt: skip
-        ax.set_yscale("symlog", linthresh=0.01)
-        ax.set_ylim(bottom=0)  # a ratio of norms: nothing below 0 to show
-        ax.set_xlim(left=0)
-        ax.set_title(f"{probe}: engagement over training")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("gate effect, or engagement (no gates)\nmean over seeds")
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    add_caption(fig, caption)
-    return save_figure(fig, path)
-
-
-def head_colours(heads: list[str]) -> dict[str, tuple]:
-    """One colour a head. A head named `<x>-open` (the gate ablation's naming) takes the
-    light shade of `<x>`'s colour, so each module's two settings read as a pair."""
-    bases = list(dict.fromkeys(h.removesuffix("-open") for h in heads))
-    pairs = plt.get_cmap("tab20").colors  # (dark, light) shades of 10 hues
+def _values(runs: pd.DataFrame, metric: str, setting: str = "") -> dict[tuple[str, int], float]:
+    rows = runs[(runs["metric"] == metric) & (runs["setting"] == setting)]
     return {
-        h: pairs[(2 * bases.index(h.removesuffix("-open")) + h.endswith("-open")) % 20]
-        for h in heads
+        (h, int(s)): float(v)
+        for h, s, v in zip(rows["head"], rows["seed"], rows["value"], strict=True)
     }
 
 
-def _switch_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """The gate-effect rows of the heads that have them, the engagement rows of the rest."""
-    gated = set(curves.loc[curves["metric"] == "gate_effect", "head"])
-    keep = (curves["metric"] == "gate_effect") | (
-        (curves["metric"] == "engagement") & ~curves["head"].isin(gated)
-    )
-    return curves[keep]
+def seed_rows(probe: str, runs: pd.DataFrame, curves: pd.DataFrame | None) -> list[dict]:
+    """One row per (head, seed) of one probe's runs."""
+    threshold = solve.solve_threshold(probe_chance(probe))
+    score = _values(runs, "long_range_mIoU")
+    knocked = _values(runs, "long_range_mIoU", "knockout")
+    gate_effect, engagement = _values(runs, "gate_effect"), _values(runs, "engagement")
+    gate_open = _values(runs, "gate_open")
+    modules = runs.groupby("head", sort=False)["module"].first()
+    rows = []
+    for (head, seed), value in score.items():
+        switched = gate_effect.get((head, seed), engagement.get((head, seed), NAN))
+        rows.append({
+            "probe": probe, "head": head, "module": modules[head], "seed": seed,
+            "gate": "open" if gate_open.get((head, seed)) else "paper",
+            "long_range_mIoU": value, "solved": bool(value >= threshold),
+            "knockout": knocked.get((head, seed), NAN),
+            "gate_effect": gate_effect.get((head, seed), NAN),
+            "engagement": engagement.get((head, seed), NAN),
+            "switched_on": bool(switched >= GATE_CLOSED) if switched == switched else None,
+            "iterations_to_solve": _to_solve(curves, head, seed, threshold),
+        })  # fmt: skip
+    return rows
 
 
-def plot_knockout(table: pd.DataFrame, path: Path, caption: str = "") -> Path | None:
-    """Long-range mIoU trained and with the module knocked out, per head, one panel per probe."""
-    probes = list(dict.fromkeys(table["probe"]))
-    if table["knockout_mean"].isna().all():
-        return None
-    chance = 100 * local_chance_iou()
-    fig, axes = plt.subplots(1, len(probes), figsize=(5.6 * len(probes), 4), squeeze=False)
-    for ax, probe in zip(axes[0], probes, strict=True):
-        rows = table[table["probe"] == probe]
-        x = range(len(rows))
-        errors = rows["long_range_ci"].fillna(0)  # one seed: no interval to draw
-        ax.bar([i - 0.2 for i in x], rows["long_range_mean"], 0.4, yerr=errors, capsize=3,
-               label="trained (± 95% CI)")  # fmt: skip
-        ax.bar([i + 0.2 for i in x], rows["knockout_mean"], 0.4, label="module knocked out")
-        ax.axhline(
-            chance, color="grey", linestyle="--", linewidth=1, label=f"no context ({chance:.0f})"
-        )
-        ax.set_xticks(list(x), rows["head"], rotation=30, ha="right", fontsize=8)
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{probe}: long-range mIoU (%)")
-        ax.legend(fontsize=7, loc="upper left")
-    add_caption(fig, caption)
-    return save_figure(fig, path)
-
-
-def build_capability_report(suite_dir: Path, context: list[str], caption: str = "") -> list[Path]:
-    """capability.csv, summary.md, engagement.png and knockout.png under suite_dir; `caption`
-    (the run context) goes under each figure."""
-    suite_dir = Path(suite_dir)
-    table = capability_table(suite_dir)
-    written = [suite_dir / "capability.csv", suite_dir / "summary.md"]
-    atomic_write_text(written[0], table.to_csv(index=False, float_format="%.4f"))
-    text = render_markdown(table, context)
-    figures = [
-        plot_engagement(suite_dir, suite_probes(suite_dir), suite_dir / "engagement.png", caption),
-        plot_knockout(table, suite_dir / "knockout.png", caption),
+def _to_solve(curves: pd.DataFrame | None, head: str, seed: int, threshold: float) -> float:
+    if curves is None:
+        return NAN
+    rows = curves[
+        (curves["head"] == head)
+        & (curves["seed"] == seed)
+        & (curves["metric"] == "long_range_mIoU")
     ]
-    for figure in figures:
-        if figure is not None:
-            text += f"\n![{figure.stem}]({figure.name})\n"
-            written.append(figure)
-    atomic_write_text(written[1], text)
-    return written
+    return solve.iterations_to_solve(
+        list(zip(rows["iteration"], rows["value"], strict=True)), threshold
+    )
+
+
+def head_rows(seeds: pd.DataFrame, costs: pd.DataFrame) -> list[dict]:
+    """One row per (probe, head) from the seed rows: rates, tests, IQM, verdict, costs."""
+    rows = []
+    for probe, group in seeds.groupby("probe", sort=False):
+        threshold = solve.solve_threshold(probe_chance(str(probe)))
+        base = group.loc[group["head"] == BASELINE, "long_range_mIoU"].tolist()
+        base_rate = solve.solve_rate(base, threshold)
+        for head, mine in group.groupby("head", sort=False):
+            scores = mine["long_range_mIoU"].tolist()
+            rate = solve.solve_rate(scores, threshold)
+            against = solve.compare(scores, base, threshold) if head != BASELINE else None
+            iqm, low, high = solve.iqm_interval(scores)
+            switched = [s for s in mine["switched_on"] if s is not None]
+            row = {
+                "probe": probe, "head": head, "module": mine["module"].iloc[0],
+                "gate": mine["gate"].iloc[0], "seeds": rate.n, "solved": rate.solved,
+                "solve_rate": rate.rate, "solve_low": rate.low, "solve_high": rate.high,
+                "mann_whitney_p": against.mann_whitney_p if against else NAN,
+                "fisher_p": against.fisher_p if against else NAN,
+                "p_improvement": against.p_improvement if against else NAN,
+                "iqm": iqm, "iqm_low": low, "iqm_high": high,
+                "median_iterations_to_solve": solve.median(mine["iterations_to_solve"].tolist()),
+                "switched_on": sum(switched), "switch_recorded": len(switched),
+                "gate_effect": solve.median(mine["gate_effect"].tolist()),
+                "engagement": solve.median(mine["engagement"].tolist()),
+                "knockout": solve.median(mine["knockout"].tolist()),
+                "threshold": threshold,
+            }  # fmt: skip
+            row["verdict"] = verdict(str(head), rate, base_rate, row)
+            rows.append({**row, **_costs(costs, str(probe), str(head))})
+    return rows
+
+
+def verdict(head: str, rate: solve.SolveRate, base: solve.SolveRate, row: dict) -> str:
+    if head == BASELINE:
+        return "(baseline)"
+    if rate.above(base):
+        return "solves"
+    if rate.solved > 0:
+        return "sometimes"
+    recorded, on = row["switch_recorded"], row["switched_on"]
+    if recorded and on * 2 < recorded:
+        return "gate closed"
+    return "never"
+
+
+COST_COLUMNS = {  # capability column: (runs.csv metric, scale)
+    "macs_module": ("macs_module", 1.0),
+    "params_module": ("params_module", 1.0),
+    "step_ms": ("train_time_s", 1000.0),  # divided by the iterations below
+    "train_memory_mb": ("train_memory_mb", 1.0),
+}
+
+
+def _costs(costs: pd.DataFrame, probe: str, head: str) -> dict[str, float]:
+    mine = costs[(costs["probe"] == probe) & (costs["head"] == head) & (costs["setting"] == "")]
+
+    def median_of(metric: str) -> float:
+        return solve.median(mine.loc[mine["metric"] == metric, "value"].tolist())
+
+    found = {column: median_of(metric) * scale for column, (metric, scale) in COST_COLUMNS.items()}
+    found["step_ms"] /= median_of("iterations")
+    return found
+
+
+def module_rows(heads: pd.DataFrame) -> list[dict]:
+    """Per (probe, module): can it (open gate, or the module's only head), does it under
+    this recipe (paper gate), and the costs of its paper-gate head."""
+    rows = []
+    for (probe, module), group in heads.groupby(["probe", "module"], sort=False):
+        paper = group[group["gate"] == "paper"]
+        opened = group[group["gate"] == "open"]
+        does = paper.iloc[0] if len(paper) else opened.iloc[0]
+        can = opened.iloc[0] if len(opened) else does
+        rows.append({
+            "probe": probe, "module": module, "can_head": can["head"], "does_head": does["head"],
+            "can": can["verdict"], "can_solved": f"{can['solved']}/{can['seeds']}",
+            "does": does["verdict"], "does_solved": f"{does['solved']}/{does['seeds']}",
+            "gated": bool(len(opened)),
+            **{c: does[c] for c in COST_COLUMNS},
+        })  # fmt: skip
+    return rows
+
+
+def capability_tables(suite_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(seeds, heads, modules) of a suite folder."""
+    probes = suite_probes(suite_dir)
+    if not probes:
+        raise UserError(f"{suite_dir}: no <probe>/runs.csv below it; run the probe suite first")
+    seeds, costs = [], []
+    for probe in probes:
+        runs, _ = load_runs(Path(suite_dir) / probe / "runs.csv")
+        seeds += seed_rows(probe, runs, load_curves(Path(suite_dir) / probe / "curves.csv"))
+        costs.append(runs.assign(probe=probe))
+    seed_table = pd.DataFrame(seeds)
+    heads = pd.DataFrame(head_rows(seed_table, pd.concat(costs)))
+    return seed_table, heads, pd.DataFrame(module_rows(heads))

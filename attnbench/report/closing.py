@@ -35,6 +35,22 @@ def close_suite(prepared: Prepared) -> None:
     if prepared.suite_dir is not None:
         for path in build_suite_report(prepared.suite_dir):
             print(f"wrote {path}")
+        print(headline(prepared.suite_dir / "summary.md"), flush=True)
+
+
+def headline(summary: Path) -> str:
+    """The capability table's headline (what each module buys), as summary.md has it, with
+    the metric it counts named: the console ends on the same table as the record."""
+    text = summary.read_text()
+    start, end = text.find("## What each module buys"), text.find("## Per head")
+    if start < 0 or end < 0:
+        return ""
+    body = text[start:end].strip().removeprefix("## What each module buys").strip()
+    return (
+        f"\ncapability ({summary}): seeds solved of seeds run, a seed solving a probe when its "
+        f"long-range mIoU (the classes a network without context cannot tell apart) reaches "
+        f"the threshold summary.md gives\n\n{body}\n"
+    )
 
 
 def build_report_safely(exp_dir: Path) -> list[Path] | None:

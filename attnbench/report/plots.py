@@ -128,8 +128,13 @@ def draw_miou_against(
 
 def add_caption(fig: Figure, caption: str) -> None:
     """The run context (device, torch, threads, seeds) under the figure, as a reader needs it."""
-    if caption:
-        fig.text(0.01, -0.02, caption, fontsize=7.5, va="top", wrap=True)
+    if not caption:
+        return
+    # Below everything the axes draw (rotated tick labels reach under the figure's edge).
+    renderer = fig.canvas.get_renderer()
+    lowest = min((ax.get_tightbbox(renderer).y0 for ax in fig.axes), default=0.0)
+    top = min(-0.02, fig.transFigure.inverted().transform((0.0, lowest))[1] - 0.02)
+    fig.text(0.01, top, caption, fontsize=7.5, va="top", wrap=True)
 
 
 def plot_miou_against(

@@ -1,7 +1,9 @@
-"""Small-sample statistics for seed-averaged results, without scipy.
+"""Seed-averaged summaries of an experiment's runs.csv: mean and Student-t interval per
+head, the paired difference to the plain head, and the ranking with ties.
 
-Student's t quantile comes from inverting the t distribution function, which is
-written with the regularised incomplete beta function (continued fraction).
+These suit scores that vary smoothly over seeds (VOC and the like). The probes' outcomes
+are bimodal, and their capability table uses the distribution-free statistics of
+report/solve.py instead.
 """
 
 from __future__ import annotations
@@ -12,98 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats as scipy_stats
 
+from .. import recorded
 from ..errors import UserError
 from .tables import CURVE_COLUMNS, RUN_COLUMNS, TEXT
-
-_EPS = 1e-15
-_TINY = 1e-300
-
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of I_x(a, b), evaluated with the modified Lentz method."""
-    c = 1.0
-    d = 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > _TINY else _TINY)
-    result = d
-    for m in range(1, 500):
-        # Even step, then odd step of the fraction's recurrence.
-        num = m * (b - m) * x / ((a + 2 * m - 1.0) * (a + 2 * m))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > _TINY else _TINY)
-        c = 1.0 + num / c
-        c = c if abs(c) > _TINY else _TINY
-        result *= d * c
-        num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1.0))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > _TINY else _TINY)
-        c = 1.0 + num / c
-        c = c if abs(c) > _TINY else _TINY
-        step = d * c
-        result *= step
-        if abs(step - 1.0) < _EPS:
-            break
-    return result
-
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must lie in [0, 1], got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    # The fraction converges fast only below the mean; use the symmetry relation above it.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom (df > 0, may be fractional)."""
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def normal_cdf(z: float) -> float:
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
-
-
-def _invert(cdf, p: float) -> float:
-    """The x with cdf(x) = p for an increasing, odd-symmetric cdf, by bracketing + bisection."""
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -_invert(cdf, 1.0 - p)
-    low, high = 0.0, 1.0
-    while cdf(high) < p:
-        low, high = high, high * 2.0
-        if high > 1e12:
-            return math.inf
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if cdf(mid) < p:
-            low = mid
-        else:
-            high = mid
-        if high - low <= 1e-12 * max(1.0, high):
-            break
-    return 0.5 * (low + high)
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with `df` degrees of freedom; df = inf gives the normal."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must lie in (0, 1), got {p}")
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    if math.isinf(df) or df > 1e7:
-        return _invert(normal_cdf, p)
-    return _invert(lambda t: t_cdf(t, df), p)
 
 
 @dataclass(frozen=True)
@@ -135,7 +50,7 @@ def mean_interval(values: Iterable[float], level: float = 0.95) -> Interval:
     if n == 1:
         return Interval(mean, math.nan, math.nan, 1, level)
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
+    half = float(scipy_stats.t.ppf(0.5 + level / 2.0, n - 1)) * std / math.sqrt(n)
     return Interval(mean, std, half, n, level)
 
 
@@ -179,23 +94,12 @@ def rank_with_ties(intervals: Sequence[Interval]) -> list[tuple[int, list[int]]]
 # --- Tables of runs.csv (long format: experiment, head, module, seed, setting, metric,
 # class_name, value) --------------------------------------------------------------------
 
-COST_METRICS = ("params", "params_module", "macs", "macs_module")
+COST_METRICS = recorded.names("cost")
 # Per-run scalars averaged over seeds in the summary, beside mIoU.
-SCALAR_METRICS = (
-    "pixel_acc",
-    "mean_acc",
-    "params",
-    "params_module",
-    "macs",
-    "macs_module",
-    "train_memory_mb",
-    "train_images_per_s",
-    "train_images_per_s_q1",
-    "train_images_per_s_q3",
-    "contended",  # the fraction of seeds whose run was contended
-    "train_time_s",
-    "wall_time_s",
-    "iterations",
+SCALAR_METRICS = tuple(
+    m.name
+    for m in recorded.METRICS
+    if m.group in ("score", "cost", "training") and m.aggregate == "mean" and m.name != "mIoU"
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import recorded
 from ..experiment.config import ExperimentConfig
 from ..experiment.layout import experiment_dir, run_folder
 from ..files import atomic_write_text, read_json, read_log
@@ -21,24 +22,13 @@ from ..files import atomic_write_text, read_json, read_log
 RUN_COLUMNS = ("experiment", "head", "module", "seed", "setting", "metric", "class_name", "value")
 CURVE_COLUMNS = ("experiment", "head", "seed", "iteration", "metric", "value")
 
-SCORES = ("mIoU", "pixel_acc", "mean_acc", "long_range_mIoU")
-CURVES = ("mIoU", "long_range_mIoU", "engagement", "gate_effect")
-TEXT = ("memory_kind", "cost_image_size")  # rows whose value is text, not a number
-DIAGNOSTICS = ("engagement", "gate_effect", "receptive_field_px", "effective_receptive_field_px")
-COSTS = ("params", "params_module", "macs", "macs_module")
-# Training throughput (median over steady log intervals, its quartiles, the contended
-# flag as 0/1) and times: training only, and wall time with evaluations and checkpoints.
-TRAINING = (
-    "train_time_s",
-    "wall_time_s",
-    "train_images_per_s",
-    "train_images_per_s_q1",
-    "train_images_per_s_q3",
-    "contended",
-    "threads",
-    "iterations",
-    "train_memory_mb",
-)
+# What each table holds, read from the one list of recorded metrics.
+SCORES = recorded.names("score")
+CURVES = recorded.names(curve=True)
+TEXT = recorded.names("text")  # rows whose value is text, not a number
+DIAGNOSTICS = recorded.names("diagnostic")
+COSTS = recorded.names("cost")
+TRAINING = recorded.names("training")
 
 
 def run_rows(metrics: dict[str, Any]) -> Iterator[list[Any]]:

@@ -6,21 +6,24 @@ import csv
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from attnbench.report.capability import build_capability_report, capability_table
+from attnbench.report.capability import capability_tables
+from attnbench.report.capability_text import build_capability_report
 from attnbench.report.tables import CURVE_COLUMNS, RUN_COLUMNS
 
 # head -> (long-range mIoU by seed, engagement, knocked-out long-range mIoU, gate open,
 # gate effect or None where the module has no gate or the record predates the figure)
+LOW = [31.0, 34.0, 33.0, 29.0, 30.0, 32.0, 28.0, 35.0]
 RUNS = {
-    "none": ([31.0, 34.0, 33.0], 0.0, 31.0, 0, None),
-    "pool": ([80.0, 84.0, 78.0], 0.4, 30.0, 0, None),
-    "nonlocal": ([30.0, 35.0, 32.0], 0.01, 31.0, 0, None),
-    "nonlocal-open": ([36.0, 29.0, 37.0], 0.6, 20.0, 1, None),
+    "none": (LOW, 0.0, 31.0, 0, None),
+    "pool": ([80.0, 84.0, 78.0, 90.0, 66.0, 71.0, 52.0, 95.0], 0.4, 30.0, 0, None),
+    "nonlocal": (LOW, 0.01, 31.0, 0, None),
+    "nonlocal-open": ([36.0, 29.0, 37.0, 40.0, 44.0, 30.0, 31.0, 33.0], 0.6, 20.0, 1, None),
     # DANet convolves its input outside the gates: engaged with both gammas at ~0
-    "danet": ([30.0, 33.0, 31.0], 1.8, 0.0, 0, 0.004),
-    "danet-open": ([32.0, 30.0, 34.0], 1.7, 0.0, 1, 0.9),
-    "ccnet-open": ([90.0, 30.0, 32.0], 1.2, 22.0, 1, 1.2),
+    "danet": (LOW, 1.8, 0.0, 0, 0.004),
+    "danet-open": (LOW, 1.7, 0.0, 1, 0.9),
+    "ccnet-open": ([90.0, 30.0, 32.0, 75.0, 33.0, 60.0, 31.0, 29.0], 1.2, 22.0, 1, 1.2),
 }
 
 
@@ -44,6 +47,10 @@ def _write_probe(folder: Path, probe: str) -> None:
                 [f"suite/{probe}", head, seed, it, "engagement", engaged * it / 400]
                 for it in (200, 400)
             ]
+            curves += [
+                [f"suite/{probe}", head, seed, 200, "long_range_mIoU", 33.0],
+                [f"suite/{probe}", head, seed, 400, "long_range_mIoU", score],
+            ]
     for name, header, body in (
         ("runs.csv", RUN_COLUMNS, rows),
         ("curves.csv", CURVE_COLUMNS, curves),
@@ -54,52 +61,69 @@ def _write_probe(folder: Path, probe: str) -> None:
             writer.writerows(body)
 
 
-def test_verdicts_tell_solved_from_closed_gates_and_from_no_gain(tmp_path: Path) -> None:
+def test_verdicts_count_seeds_and_tell_solved_from_closed_gates(tmp_path: Path) -> None:
     _write_probe(tmp_path / "pairing", "pairing")
-    table = capability_table(tmp_path).set_index("head")
+    _, heads, modules = capability_tables(tmp_path)
+    table = heads.set_index("head")
     assert table.loc["none", "verdict"] == "(baseline)"
-    assert table.loc["pool", "verdict"] == "solves"
+    assert table.loc["pool", "verdict"] == "solves"  # 8 of 8 against 0 of 8: disjoint
     assert table.loc["nonlocal", "verdict"] == "gate closed"
-    assert table.loc["nonlocal-open", "verdict"] == "no gain"
-    assert table.loc["ccnet-open", "verdict"] == "not separated"  # one seed of three solves
+    assert table.loc["nonlocal-open", "verdict"] == "never"
+    assert table.loc["ccnet-open", "verdict"] == "sometimes"  # 3 of 8 solve
     assert table.loc["nonlocal-open", "gate"] == "open"
-    assert table.loc["danet", "verdict"] == "gate closed"  # its engagement alone said no gain
-    assert table.loc["danet-open", "verdict"] == "no gain"
-    assert abs(table.loc["pool", "delta_mean"] - (80 + 84 + 78 - 31 - 34 - 33) / 3) < 1e-9
-    assert table.loc["pool", "delta_ci"] > 0
+    assert table.loc["danet", "verdict"] == "gate closed"  # its engagement alone said open
+    assert table.loc["danet-open", "verdict"] == "never"
+    assert (table.loc["pool", "solved"], table.loc["pool", "seeds"]) == (8, 8)
+    assert table.loc["pool", "solve_low"] == pytest.approx(0.631, abs=1e-3)
+    assert table.loc["none", "solve_high"] == pytest.approx(0.369, abs=1e-3)
+    assert table.loc["pool", "p_improvement"] == 1.0
+    assert table.loc["pool", "mann_whitney_p"] < 0.001
+    assert table.loc["ccnet-open", "median_iterations_to_solve"] == 400  # curves reach it at 400
+    by_module = modules.set_index("module")
+    assert by_module.loc["nonlocal", "can"] == "never"  # the open head answers "can it?"
+    assert by_module.loc["nonlocal", "does"] == "gate closed"  # the paper gate "does it?"
+    assert by_module.loc["ccnet", "can"] == "sometimes"
 
 
-def test_the_report_puts_the_table_first_and_draws_both_figures(tmp_path: Path) -> None:
+def test_the_report_puts_the_module_table_first_and_draws_both_figures(tmp_path: Path) -> None:
     for probe in ("pairing", "retrieval"):
         _write_probe(tmp_path / probe, probe)
     written = build_capability_report(tmp_path, ["device: cpu"])
     names = {path.name for path in written}
-    assert names == {"capability.csv", "summary.md", "engagement.png", "knockout.png"}
+    assert names == {
+        "capability.csv", "capability_seeds.csv", "capability_modules.csv",
+        "summary.md", "engagement.png", "seeds.png",
+    }  # fmt: skip
     text = (tmp_path / "summary.md").read_text()
     assert text.splitlines()[0] == "# Capability table"
-    assert text.index("| probe | head |") < text.index("![engagement]")
+    assert text.index("## What each module buys") < text.index("## Per head")
+    assert text.index("## Per seed") < text.index("![seeds]")
     assert "- pairing: solved by pool." in text
     assert pd.read_csv(tmp_path / "capability.csv").shape[0] == 2 * len(RUNS)
+    seeds = pd.read_csv(tmp_path / "capability_seeds.csv")
+    assert seeds.shape[0] == 2 * sum(len(r[0]) for r in RUNS.values())
 
 
 def test_both_figures_carry_the_run_context(tmp_path: Path, monkeypatch) -> None:
-    from attnbench.report import capability
+    from attnbench.report import capability_plots
 
     for probe in ("pairing", "retrieval"):
         _write_probe(tmp_path / probe, probe)
     drawn = []
-    monkeypatch.setattr(capability, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(
+        capability_plots, "save_figure", lambda fig, path: drawn.append(fig) or path
+    )
     caption = "device: cpu; torch: 2.x; threads: 1\nprobes: pairing; seeds: 0, 1"
     build_capability_report(tmp_path, ["device: cpu"], caption)
     assert len(drawn) == 2
     for fig in drawn:
         assert caption in [t.get_text() for t in fig.texts]
-        capability.plt.close(fig)
+        capability_plots.plt.close(fig)
 
 
 def test_a_module_and_its_open_gate_share_a_hue_and_every_head_its_own_colour() -> None:
     from attnbench.figures import plt
-    from attnbench.report.capability import head_colours
+    from attnbench.report.capability_plots import head_colours
 
     heads = ["none", "pool", "nonlocal", "nonlocal-open", "a2", "a2-open", "isa", "ema-t1"]
     colours = head_colours(heads)

@@ -6,46 +6,13 @@ import pytest
 from attnbench.report.stats import (
     Interval,
     baseline_head,
-    incomplete_beta,
     mean_interval,
     paired_difference,
     rank_with_ties,
     split_diverged,
     summarise,
     sweep_tables,
-    t_cdf,
-    t_quantile,
 )
-
-
-@pytest.mark.parametrize(
-    ("df", "expected"),
-    [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045), (120, 1.980)],
-)
-def test_t_quantile_matches_tables(df, expected):
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-4)
-
-
-def test_t_quantile_other_levels_and_limits():
-    assert t_quantile(0.995, 4) == pytest.approx(4.604, abs=5e-4)
-    assert t_quantile(0.95, 10) == pytest.approx(1.812, abs=5e-4)
-    assert t_quantile(0.025, 2) == pytest.approx(-4.303, abs=5e-4)
-    assert t_quantile(0.5, 7) == 0.0
-    assert t_quantile(0.975, math.inf) == pytest.approx(1.95996, abs=1e-5)
-    with pytest.raises(ValueError):
-        t_quantile(1.0, 3)
-    with pytest.raises(ValueError):
-        t_quantile(0.9, 0)
-
-
-def test_incomplete_beta_closed_forms():
-    for x in (0.1, 0.5, 0.93):
-        assert incomplete_beta(1.0, 1.0, x) == pytest.approx(x, abs=1e-12)
-        assert incomplete_beta(3.0, 1.0, x) == pytest.approx(x**3, abs=1e-12)
-        assert incomplete_beta(1.0, 2.0, x) == pytest.approx(1 - (1 - x) ** 2, abs=1e-12)
-    assert incomplete_beta(4.5, 4.5, 0.5) == pytest.approx(0.5, abs=1e-12)
-    # t with 1 df is the Cauchy distribution: F(t) = 1/2 + atan(t)/pi.
-    assert t_cdf(2.0, 1) == pytest.approx(0.5 + math.atan(2.0) / math.pi, abs=1e-12)
 
 
 def test_mean_interval_by_hand():

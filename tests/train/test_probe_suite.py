@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from attnbench import cli
+from attnbench import cli, recorded
 
 REPO = Path(__file__).parents[2]
 
@@ -29,14 +30,18 @@ def test_probe_suite_runs_every_probe_and_writes_the_capability_report(tmp_path:
         assert "receptive_field_px" in runs
     summary = (suite / "summary.md").read_text()
     assert summary.startswith("# Capability table")
-    assert summary.count("| pairing |") == 2 and summary.count("| retrieval |") == 2
+    # Two heads per probe in each of the module, head and seed tables.
+    assert summary.count("| pairing |") == 6 and summary.count("| retrieval |") == 6
     # The recipe a reader needs to compare two suites is in the context lines.
     assert (
         "2 iterations of batch 4 at lr 0.1; 64 px images; ResNet-18 of width 8, stem + 0 stages;"
         in summary
     )
     assert "head 32 channels" in summary
-    assert (suite / "capability.csv").is_file() and (suite / "knockout.png").is_file()
+    assert (suite / "capability.csv").is_file() and (suite / "seeds.png").is_file()
+    # Every figure a run records is declared in the one list of metrics.
+    for metrics in suite.glob("*/runs/*/seed*/metrics.json"):
+        assert recorded.undeclared(json.loads(metrics.read_text())) == [], metrics
     # Run again: every run is done, nothing is trained, the table is rebuilt the same.
     before = summary
     assert cli.main([*args, "--output-dir", str(tmp_path)]) == 0
