@@ -35,7 +35,7 @@ def load(name: str) -> tuple[Setup, Handler]:
     elif name == "report":
         from .report.command import command, configure_parser
     elif name == "profile":
-        from .cost.command import command, configure_parser
+        from .cost.profile import command, configure_parser
     elif name == "cost":
         from .cost.recipe import command, configure_parser
     elif name == "equivalence":

@@ -9,7 +9,7 @@ differ; the gap shrinks as the temperature lambda -> 0, where both maps become
 uniform. Both facts are measured here through the modules themselves
 (EMAUnit.reconstruct and DoubleAttention.context), with weights copied in.
 
-    python -m attnbench equivalence --out results
+    python -m attnbench equivalence --out results/equivalence
 """
 
 from __future__ import annotations
@@ -240,7 +240,11 @@ def write_equivalence_report(
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="results", help="directory for equivalence.{md,csv,png}")
+    p.add_argument(
+        "--out",
+        default="runs/equivalence",
+        help="directory for equivalence.{md,csv,png} (the record: results/equivalence)",
+    )
     p.add_argument(
         "--runs",
         nargs="+",

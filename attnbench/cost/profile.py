@@ -12,9 +12,10 @@ the memory's measured growth; quadratic growth is assumed until two sizes exist)
 
 Outputs (each written atomically, rewritten after every case so an interrupted run
 keeps its finished rows), under --out, named for the device on a GPU
-(e.g. paper_cuda_<device>.csv); --quick writes under results/profile-quick/ unless
---out says otherwise, and never into results/profile/. --replot redraws the figures
-from the sweep CSVs already there:
+(e.g. paper_cuda_<device>.csv): by default runs/profile/ (git-ignored; maintainers
+rebuild the committed record with --out results/profile); --quick writes under
+runs/profile-quick/ unless --out says otherwise, and never into results/profile/.
+--replot redraws the figures from the sweep CSVs already there:
   paper.csv, paper.md      tidy rows: scope, module, setting, batch, channels,
                            height, width, metric, value, unit, method, device,
                            device_name, dtype, torch, threads
@@ -51,15 +52,16 @@ QUICK = {"in_channels": 48, "channels": 32, "head_sizes": (9,), "module_size": 1
 SWEEP_SIZES = (16, 24, 32, 48, 64, 96, 128)
 QUICK_SWEEP_SIZES = (6, 8, 12)
 EXTRA_SETTINGS = {"ccnet": [(("recurrence", 1),)]}
-PAPER_OUT = Path("results/profile")  # committed: the paper-size profile
-QUICK_OUT = Path("results/profile-quick")  # git-ignored: tiny sizes, for tests and trials
+RECORD = Path("results/profile")  # committed: the paper-size profile of the record
+PAPER_OUT = Path("runs/profile")  # git-ignored: a user's paper-size profile
+QUICK_OUT = Path("runs/profile-quick")  # git-ignored: tiny sizes, for tests and trials
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        help=f"output folder (default {PAPER_OUT}/, with --quick {QUICK_OUT}/, git-ignored)",
+        help=f"output folder (default {PAPER_OUT}/, --quick {QUICK_OUT}/; the record: {RECORD})",
     )
     p.add_argument(
         "--device",
@@ -108,7 +110,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"tiny sizes and budgets (for tests): C=32, 6-13 px; never into {PAPER_OUT}/",
+        help=f"tiny sizes and budgets (for tests): C=32, 6-13 px; never into {RECORD}/",
     )
     p.add_argument(
         "--replot",
@@ -121,7 +123,7 @@ def output_folder(out: Path | None, quick: bool) -> Path:
     """--out, or the default for the mode; a quick profile may not overwrite the paper one."""
     if out is None:
         return QUICK_OUT if quick else PAPER_OUT
-    committed = {PAPER_OUT.resolve(), (REPO_ROOT / PAPER_OUT).resolve()}
+    committed = {RECORD.resolve(), (REPO_ROOT / RECORD).resolve()}
     if quick and out.resolve() in committed:
         raise UserError(
             f"--out {out}: --quick measures tiny sizes and would overwrite the committed "

@@ -1,0 +1,43 @@
+"""A user's run beside the committed record of the same name (report/reference.py)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from attnbench.report.reference import beside, write_beside_reference
+
+
+def _capability(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["probe", "head", "long_range_mean", "verdict"])
+
+
+def test_beside_pairs_matching_rows_and_keeps_either_sides_extras() -> None:
+    yours = _capability([("pairing", "none", 30.91, "(baseline)"), ("pairing", "isa", 70.0, "a")])
+    ref = _capability([("pairing", "isa", 59.2, "b"), ("pairing", "pool", 56.2, "solves")])
+    table = beside(yours, ref)
+    assert table["head"].tolist() == ["none", "isa", "pool"]  # yours first, in your order
+    assert table["long_range_mean"].tolist() == ["30.9 / –", "70 / 59.2", "– / 56.2"]
+    assert table["verdict"].tolist() == ["(baseline) / –", "a / b", "– / solves"]
+
+
+def test_a_text_that_agrees_is_written_once() -> None:
+    same = _capability([("pairing", "none", 30.9, "(baseline)")])
+    assert beside(same, same)["verdict"].tolist() == ["(baseline)"]
+    assert beside(same, same)["long_range_mean"].tolist() == ["30.9 / 30.9"]
+
+
+def test_reference_md_is_written_beside_the_record_only(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for root, score in (("results", 59.2), ("runs", 61.0)):
+        (tmp_path / root / "suite").mkdir(parents=True)
+        _capability([("pairing", "isa", score, "solves")]).to_csv(
+            tmp_path / root / "suite" / "capability.csv", index=False
+        )
+    path = write_beside_reference(tmp_path / "runs" / "suite")
+    assert path == tmp_path / "runs" / "suite" / "reference.md"
+    assert "| pairing | isa | 61 / 59.2 | solves |" in path.read_text()
+    assert "[results/suite](../../results/suite/)" in path.read_text()
+    # The record itself, or a run with no record of its name, gets no comparison.
+    assert write_beside_reference(tmp_path / "results" / "suite") is None
+    (tmp_path / "runs" / "other").mkdir()
+    assert write_beside_reference(tmp_path / "runs" / "other") is None
