@@ -69,7 +69,7 @@ def _cell(value: object) -> str:
 
 
 def _pair(a: object, b: object) -> str:
-    """"a / b"; a text the same on both sides (a module's name, a verdict that agrees) once."""
+    """ "a / b"; a text the same on both sides (a module's name, a verdict that agrees) once."""
     left, right = _cell(a), _cell(b)
     numeric = isinstance(a, float | int) or isinstance(b, float | int)
     return left if left == right and not numeric else f"{left} / {right}"

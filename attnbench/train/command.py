@@ -117,4 +117,5 @@ def request(args: argparse.Namespace) -> Request:
         output_dir=args.output_dir,
         jobs=args.jobs,
         plan_indices=indices,
+        dry_run=args.dry_run,
     )
