@@ -23,7 +23,6 @@ from PIL import Image
 
 from ..errors import UserError
 from .images import LabelledImages, check_split
-from .mat5 import MatFileError, loadmat
 from .transforms import IGNORE_INDEX
 
 CLASS_NAMES = (
@@ -200,9 +199,12 @@ def read_sbd_label(path: Path) -> np.ndarray:
     """(H, W) uint8 class ids from an SBD cls/*.mat file."""
     if not path.is_file():
         raise UserError(f"missing SBD label {path}; expected benchmark_RELEASE/dataset/cls/*.mat")
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
     try:
-        gt = loadmat(path)["GTcls"]
+        gt = loadmat(path, simplify_cells=True)["GTcls"]
         segmentation = gt["Segmentation"]
-    except (MatFileError, KeyError, TypeError, IndexError) as err:
+    except (MatReadError, ValueError, NotImplementedError, KeyError, TypeError) as err:
         raise UserError(f"unreadable SBD label {path} (no GTcls.Segmentation: {err})") from None
     return np.asarray(segmentation, dtype=np.uint8)
