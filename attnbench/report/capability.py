@@ -233,21 +233,26 @@ def plot_knockout(table: pd.DataFrame, path: Path, caption: str = "") -> Path | 
     if table["knockout_mean"].isna().all():
         return None
     chance = 100 * local_chance_iou()
-    fig, axes = plt.subplots(1, len(probes), figsize=(5.6 * len(probes), 4), squeeze=False)
+    width = max(5.6, 1.5 + 0.5 * table.groupby("probe").size().max())  # room for each label
+    fig, axes = plt.subplots(1, len(probes), figsize=(width * len(probes), 4.4), squeeze=False)
     for ax, probe in zip(axes[0], probes, strict=True):
         rows = table[table["probe"] == probe]
         x = range(len(rows))
-        errors = rows["long_range_ci"].fillna(0)  # one seed: no interval to draw
-        ax.bar([i - 0.2 for i in x], rows["long_range_mean"], 0.4, yerr=errors, capsize=3,
-               label="trained (± 95% CI)")  # fmt: skip
+        mean, half = rows["long_range_mean"], rows["long_range_ci"].fillna(0)  # 1 seed: none
+        # An interval is drawn within the scale (mIoU lies in 0-100), so it stays on the axes.
+        errors = [mean - (mean - half).clip(lower=0), (mean + half).clip(upper=100) - mean]
+        ax.bar([i - 0.2 for i in x], mean, 0.4, yerr=errors, capsize=3,
+               label="trained (± 95% CI, within 0-100)")  # fmt: skip
         ax.bar([i + 0.2 for i in x], rows["knockout_mean"], 0.4, label="module knocked out")
         ax.axhline(
             chance, color="grey", linestyle="--", linewidth=1, label=f"no context ({chance:.0f})"
         )
-        ax.set_xticks(list(x), rows["head"], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(list(x), rows["head"], rotation=45, ha="right", fontsize=8)
         ax.set_ylim(0, 100)
-        ax.set_title(f"{probe}: long-range mIoU (%)")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"{probe}: long-range mIoU (%)", pad=24)
+        # Above the axes, not over the bars.
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    fig.subplots_adjust(bottom=0.26, top=0.84)  # the rotated names above the caption
     add_caption(fig, caption)
     return save_figure(fig, path)
 

@@ -212,3 +212,16 @@ def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:
     columns = [header.index("infer % of peak"), header.index("train % of peak")]
     percents = [float(row[i].replace(",", "")) for row in rows for i in columns]
     assert len(percents) == 8 and max(percents) == 100.0 and min(percents) >= 0
+
+
+def test_small_mac_counts_keep_their_digits() -> None:
+    from attnbench.cost.report import _giga
+
+    assert [_giga(v) for v in (12.345, 1.0, 0.00295, 0.000262, 1.02e-06, 0.0)] == [
+        "12.35",
+        "1.00",
+        "0.00295",
+        "0.000262",
+        "1.02e-06",
+        "0.00",
+    ]
