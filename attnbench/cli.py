@@ -19,7 +19,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
     "run": "train and evaluate every head of an experiment YAML",
-    "report": "rebuild the tables and figures of results/<experiment>",
+    "report": "rebuild the tables and figures of runs/<experiment> (or results/...)",
     "profile": "MACs, parameters, memory and latency of every module",
     "cost": "memory, img/s and fps of every head at a recipe, beside mmseg's",
     "equivalence": "EMA (one stage) against A2: the measured gap",

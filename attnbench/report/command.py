@@ -1,4 +1,4 @@
-"""`python -m attnbench report results/<experiment>`: summary.md, report.md and figures.
+"""`python -m attnbench report runs/<experiment>`: summary.md, report.md and figures.
 
 Every table and figure except the attention maps is a function of runs.csv and
 curves.csv (runs.csv also says what the memory figure measures and at which image
@@ -18,7 +18,7 @@ from .reference import write_beside_reference
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("exp_dir", type=Path, help="results/<experiment> (holds runs.csv)")
+    p.add_argument("exp_dir", type=Path, help="runs/<name> or results/<name> (holds runs.csv)")
     p.add_argument(
         "--no-maps",
         action="store_true",

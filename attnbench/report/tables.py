@@ -95,7 +95,7 @@ def curve_rows(
 
 
 def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:
-    """Write runs.csv and curves.csv under results/<exp>; returns both paths and the run count."""
+    """Write runs.csv and curves.csv under <output_dir>/<exp>: both paths and the run count."""
     runs, curves, count = [], [], 0
     for spec in cfg.heads:
         for seed in cfg.seeds_of(spec):
