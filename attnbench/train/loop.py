@@ -1,6 +1,6 @@
 """Iteration-based training and whole-image evaluation of one Segmenter.
 
-The recipe (SPEC.md, "Reference training recipe"): SGD with momentum and weight
+The recipe (docs/modules.md, "The recipes"): SGD with momentum and weight
 decay, poly learning-rate decay lr * (1 - it / iters) ** power, cross-entropy with
 ignore index 255 on the main output plus `aux_weight` times the same loss on the
 auxiliary output. Training is resumable: a checkpoint every `checkpoint_interval`
