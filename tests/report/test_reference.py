@@ -41,3 +41,13 @@ def test_reference_md_is_written_beside_the_record_only(tmp_path, monkeypatch) -
     assert write_beside_reference(tmp_path / "results" / "suite") is None
     (tmp_path / "runs" / "other").mkdir()
     assert write_beside_reference(tmp_path / "runs" / "other") is None
+
+
+def test_user_runs_default_to_the_git_ignored_runs_folder() -> None:
+    from attnbench.cost.profile import PAPER_OUT, QUICK_OUT
+    from attnbench.env import REPO_ROOT
+    from attnbench.experiment.config import ExperimentConfig
+
+    assert ExperimentConfig.__dataclass_fields__["output_dir"].default == "runs"
+    assert PAPER_OUT.parts[0] == QUICK_OUT.parts[0] == "runs"
+    assert "/runs/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
