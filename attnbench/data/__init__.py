@@ -24,7 +24,9 @@ class DatasetSpec(NamedTuple):
     title: str  # as written in messages
     module: str  # the module of attnbench.data that reads it (CLASS_NAMES, layout_help)
     reader: str | None = None  # its Dataset class (root, split, transform); None: generated
-    prepare: str | None = None  # its `data` command: function(root, *, download, base_urls, sbd)
+    # its `data` command: "module.function" under attnbench.data, taking
+    # (root, *, download, base_urls, sbd); None: nothing to prepare
+    prepare: str | None = None
 
 
 # The data sets, named once: the config's data.dataset, the `data` command and the checks
@@ -32,9 +34,11 @@ class DatasetSpec(NamedTuple):
 SPECS: dict[str, DatasetSpec] = {
     "synthetic": DatasetSpec("synthetic", "synthetic"),
     "probe": DatasetSpec("probe", "probes"),
-    "voc": DatasetSpec("VOC", "voc", "VOCSegmentation", "prepare"),
-    "cityscapes": DatasetSpec("Cityscapes", "cityscapes", "CityscapesSegmentation", "prepare"),
-    "ade20k": DatasetSpec("ADE20K", "ade20k", "ADE20KSegmentation", "prepare"),
+    "voc": DatasetSpec("VOC", "voc", "VOCSegmentation", "download.prepare"),
+    "cityscapes": DatasetSpec(
+        "Cityscapes", "cityscapes", "CityscapesSegmentation", "cityscapes.prepare"
+    ),
+    "ade20k": DatasetSpec("ADE20K", "ade20k", "ADE20KSegmentation", "ade20k.prepare"),
 }
 DATASETS = tuple(SPECS)
 TITLES = {name: spec.title for name, spec in SPECS.items()}
@@ -59,7 +63,8 @@ def is_generated(dataset: str) -> bool:
 
 def prepare(dataset: str, root: str, **options: Any) -> None:
     """The `data` command for one data set: download, lay out or check it under root."""
-    getattr(_module(dataset), SPECS[dataset].prepare or "")(root, **options)
+    module, function = (SPECS[dataset].prepare or "").rsplit(".", 1)
+    getattr(import_module(f"{__name__}.{module}"), function)(root, **options)
 
 
 def dataset_info(cfg: Any) -> DatasetInfo:

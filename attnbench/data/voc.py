@@ -63,13 +63,6 @@ def layout_help(root: str | Path) -> str:
     return LAYOUT.replace("DIR", str(root))
 
 
-def prepare(root: str, *, download: bool, base_urls: list[str] | None, sbd: bool) -> None:
-    """The `data voc` command: download and lay out VOC 2012 (+ SBD's trainaug)."""
-    from .download import prepare_voc
-
-    prepare_voc(root, download=download, base_urls=base_urls, sbd=sbd)
-
-
 def voc_palette() -> np.ndarray:
     """(256, 3) uint8: VOC's colour map, class id bits spread over the RGB high bits."""
     ids = np.arange(256)

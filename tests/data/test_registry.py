@@ -21,8 +21,11 @@ def test_each_spec_names_what_its_module_provides(name: str) -> None:
     if spec.reader is None:  # generated: no files, nothing missing
         assert missing_data(DataConfig(dataset=name)) is None
         return
-    for attribute in (spec.reader, spec.prepare, "layout_help", "list_pairs", "SPLITS"):
-        assert callable(getattr(module, attribute)) or attribute == "SPLITS"
+    for attribute in (spec.reader, "layout_help", "list_pairs"):
+        assert callable(getattr(module, attribute))
+    assert module.SPLITS
+    where, function = spec.prepare.rsplit(".", 1)
+    assert callable(getattr(import_module(f"attnbench.data.{where}"), function))
     assert "python -m attnbench data" in layout_hint(name, "ROOT")
 
 
