@@ -48,10 +48,10 @@ def summary_frame(exp_dir: Path) -> pd.DataFrame | None:
     runs_csv = exp_dir / "runs.csv"
     if not runs_csv.is_file():
         return None
-    runs = pd.read_csv(runs_csv, keep_default_na=False, na_values=[""])
-    runs = runs[runs["metric"].isin(HEADLINE) & runs["class_name"].isna()]
+    # Text columns stay text ("" where empty); only the values are numbers.
+    runs = pd.read_csv(runs_csv, keep_default_na=False, dtype={"setting": str, "class_name": str})
+    runs = runs[runs["metric"].isin(HEADLINE) & (runs["class_name"] == "")]
     runs = runs.assign(value=pd.to_numeric(runs["value"], errors="coerce"))
-    runs = runs.assign(setting=runs["setting"].fillna("").astype(str))
     table = runs.pivot_table(
         index=["head", "setting"], columns="metric", values="value", aggfunc="mean", sort=False
     )
