@@ -19,7 +19,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
     "run": "train and evaluate every head of an experiment YAML",
-    "report": "rebuild the tables and figures of results/<experiment>",
+    "report": "rebuild the tables and figures of runs/<experiment> (or results/...)",
     "profile": "MACs, parameters, memory and latency of every module",
     "cost": "memory, img/s and fps of every head at a recipe, beside mmseg's",
     "equivalence": "EMA (one stage) against A2: the measured gap",
@@ -35,7 +35,7 @@ def load(name: str) -> tuple[Setup, Handler]:
     elif name == "report":
         from .report.command import command, configure_parser
     elif name == "profile":
-        from .cost.command import command, configure_parser
+        from .cost.profile import command, configure_parser
     elif name == "cost":
         from .cost.recipe import command, configure_parser
     elif name == "equivalence":

@@ -1,74 +1,29 @@
-"""Tiny Pascal VOC and SBD trees for the tests, with SBD's .mat files written byte by byte."""
+"""Tiny Pascal VOC and SBD trees for the tests, SBD's .mat files written by scipy.io."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+import scipy.sparse
 from PIL import Image
 
 from attnbench.data.voc import save_label_png
 
-MI = {"i1": 1, "u1": 2, "i4": 5, "u4": 6, "f8": 9, "u2": 4}
 
-
-MX = {"cell": 1, "struct": 2, "char": 4, "sparse": 5, "f8": 6, "u1": 9}
-
-
-def _element(e: str, mi_type: int, data: bytes, small: bool = True) -> bytes:
-    if small and len(data) <= 4:
-        return struct.pack(e + "I", (len(data) << 16) | mi_type) + data.ljust(4, b"\0")
-    return struct.pack(e + "II", mi_type, len(data)) + data + b"\0" * (-len(data) % 8)
-
-
-def _matrix(e: str, value, name: str = "") -> bytes:
-    """A miMATRIX element for ndarray (u1/f8), dict (1x1 struct), list (cell), str, 'sparse'."""
-    if isinstance(value, np.ndarray):
-        cls, dims = MX[value.dtype.str[1:]], value.shape
-        data = value.astype(e + value.dtype.str[1:]).tobytes(order="F")
-        tail = _element(e, MI[value.dtype.str[1:]], data)
-    elif isinstance(value, dict):
-        cls, dims, width = MX["struct"], (1, 1), 32
-        names = b"".join(k.encode().ljust(width, b"\0") for k in value)
-        tail = _element(e, MI["i4"], struct.pack(e + "i", width)) + _element(e, MI["i1"], names)
-        tail += b"".join(_matrix(e, v) for v in value.values())
-    elif isinstance(value, list):
-        cls, dims = MX["cell"], (len(value), 1)
-        tail = b"".join(_matrix(e, v) for v in value)
-    elif value == "sparse":  # a 3x3 logical sparse matrix with one entry: only skipped
-        cls, dims = MX["sparse"] | 0x0200, (3, 3)
-        tail = _element(e, MI["i4"], struct.pack(e + "i", 1))
-        tail += _element(e, MI["i4"], struct.pack(e + "4i", 0, 1, 1, 1))
-        tail += _element(e, MI["u1"], b"\x01")
-    else:
-        cls, dims = MX["char"], (1, len(value))
-        tail = _element(e, MI["u2"], np.array([ord(c) for c in value], e + "u2").tobytes())
-    body = _element(e, MI["u4"], struct.pack(e + "II", cls, 0))
-    body += _element(e, MI["i4"], struct.pack(e + f"{len(dims)}i", *dims))
-    body += _element(e, MI["i1"], name.encode())
-    return _element(e, 14, body + tail, small=False)
-
-
-def write_mat(path: Path, variables: dict, *, compress: bool = True, endian: str = "<") -> None:
-    """A level-5 MAT-file with the given variables, written byte by byte (no scipy)."""
-    header = b"MATLAB 5.0 MAT-file, written by attnbench tests".ljust(116, b" ")
-    header += b"\0" * 8 + struct.pack(endian + "H", 0x0100) + (b"IM" if endian == "<" else b"MI")
-    out = header
-    for name, value in variables.items():
-        element = _matrix(endian, value, name)
-        if compress:
-            packed = zlib.compress(element)
-            element = struct.pack(endian + "II", 15, len(packed)) + packed
-        out += element
-    path.write_bytes(out)
+def write_mat(path: Path, variables: dict, *, compress: bool = True) -> None:
+    """A level-5 MAT-file with the given variables, by scipy's own writer."""
+    scipy.io.savemat(path, variables, do_compression=compress)
 
 
 def sbd_gt(segmentation: np.ndarray) -> dict:
     present = np.unique(segmentation[segmentation > 0]).astype(np.float64).reshape(-1, 1)
+    boundaries = np.empty((2, 1), dtype=object)  # a cell of sparse edge maps, as SBD's
+    for i in range(2):
+        boundaries[i, 0] = scipy.sparse.csc_matrix(segmentation == i + 1)
     return {
-        "Boundaries": ["sparse", "sparse"],
+        "Boundaries": boundaries,
         "Segmentation": segmentation.astype(np.uint8),
         "CategoriesPresent": present,
     }

@@ -106,3 +106,31 @@ def test_missing_config_file_through_the_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"attnbench run: error: {missing}: no such config file"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_everything_missing_for_a_recipe_is_listed_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = Path(__file__).resolve().parents[1] / "experiments" / "voc_heads.yaml"
+    sets = ["--set", f"data.root={tmp_path / 'voc'}", "--set", f"output_dir={tmp_path / 'out'}"]
+    sets += ["--set", f"model.backbone.pretrained={tmp_path / 'resnet50-0676ba61.pth'}"]
+    assert main(["run", str(recipe), *sets]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "2 things are missing" in line
+    assert "(1) data.root: no VOC data" in line and "python -m attnbench data voc --root" in line
+    assert "(2) model.backbone.pretrained: no such checkpoint file" in line
+    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_of_a_recipe_without_its_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = Path(__file__).resolve().parents[1] / "experiments" / "voc_heads.yaml"
+    sets = ["--set", f"data.root={tmp_path / 'voc'}", "--set", f"output_dir={tmp_path / 'out'}"]
+    assert main(["run", str(recipe), "--dry-run", *sets]) == 0
+    plan = capsys.readouterr().out
+    assert "experiment voc_heads: 7 run(s), 7 to train" in plan
+    assert "images not counted (no voc data at" in plan
+    assert "ema       ema          0  new" in plan
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,5 @@
 """One profiling case: build a module (alone) or the shared head around it, then
-count, measure and time it. Rows come out in the tidy long format of cost/command.py."""
+count, measure and time it. Rows come out in the tidy long format of cost/profile.py."""
 
 from __future__ import annotations
 

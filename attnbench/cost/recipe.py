@@ -62,7 +62,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=int, nargs="+", default=[50, 101], help="ResNet depths")
     p.add_argument("--heads", metavar="A,B", help="only these heads of the recipe")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--out", type=Path, help="output folder (default results/cost)")
+    p.add_argument(
+        "--out", type=Path, help="output folder (default runs/cost; the record: results/cost)"
+    )
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (>= 1)")
     p.add_argument("--windows", type=int, default=5, help="timed windows per figure")
     p.add_argument("--steps", type=int, default=4, help="steps (batches) per window")
@@ -70,13 +72,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     if args.overrides and args.out is None:
-        raise UserError("--set changes the recipe: give --out, so results/cost keeps the recipe's")
+        raise UserError("--set changes the recipe: give --out, so runs/cost keeps the recipe's")
     if min(args.warmup, args.windows, args.steps) < 1:
         raise UserError("--warmup, --windows and --steps: expected whole numbers >= 1")
     cfg = _recipe(args.recipe, args.overrides)
     device = _device(args.device)
     heads = _heads(cfg, args.heads)
-    out = args.out or Path("results/cost")
+    out = args.out or Path("runs/cost")
     stem = f"{cfg.name}_{device_slug(device)}"
     rows: list[dict[str, Any]] = []
     jobs = [(depth, spec) for depth in args.depths for spec in heads]

@@ -91,6 +91,14 @@ def _num(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _giga(value: float) -> str:
+    """A count in G: two decimals from 1 G up, three significant digits below (a quick
+    profile's tiny sizes and `pool`'s C^2 would read 0.00 otherwise)."""
+    if value is None or math.isnan(value) or value == 0 or abs(value) >= 1:
+        return _num(value)
+    return f"{value:.3g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+
+
 def _spread(r: pd.Series, name: str) -> str:
     return f"{_num(r.get(name + '_ms', np.nan))} ± {_num(r.get(name + '_iqr_ms', np.nan))}"
 
@@ -205,9 +213,9 @@ def _paper_row(index: tuple, r: pd.Series, peak: float) -> list[str]:
         module,
         setting or "default",
         f"{int(channels)}x{int(h)}x{int(w)}",
-        _num(r.get("macs", np.nan) / 1e9),
-        _num(r.get("macs_flop_counter", np.nan) / 1e9),
-        _num(formula / 1e9),
+        _giga(r.get("macs", np.nan) / 1e9),
+        _giga(r.get("macs_flop_counter", np.nan) / 1e9),
+        _giga(formula / 1e9),
         _num(r.get("params", np.nan) / 1e6, 3),
         _num(r.get("mem_infer_mb", np.nan), 1),
         _num(r.get("mem_train_mb", np.nan), 1),

@@ -8,6 +8,8 @@ normalised with the ImageNet statistics, label int64 (H, W), 255 = ignore);
 
 from __future__ import annotations
 
+from importlib import import_module
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -15,15 +17,32 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 
-# The data sets, named once: the config's data.dataset takes one of these.
-DATASETS = ("synthetic", "probe", "voc", "cityscapes", "ade20k")
-TITLES = {
-    "synthetic": "synthetic",
-    "probe": "probe",
-    "voc": "VOC",
-    "cityscapes": "Cityscapes",
-    "ade20k": "ADE20K",
+
+class DatasetSpec(NamedTuple):
+    """One data set: adding a data set is one entry in SPECS (and its own module)."""
+
+    title: str  # as written in messages
+    module: str  # the module of attnbench.data that reads it (CLASS_NAMES, layout_help)
+    reader: str | None = None  # its Dataset class (root, split, transform); None: generated
+    # its `data` command: "module.function" under attnbench.data, taking
+    # (root, *, download, base_urls, sbd); None: nothing to prepare
+    prepare: str | None = None
+
+
+# The data sets, named once: the config's data.dataset, the `data` command and the checks
+# before a run all loop over this.
+SPECS: dict[str, DatasetSpec] = {
+    "synthetic": DatasetSpec("synthetic", "synthetic"),
+    "probe": DatasetSpec("probe", "probes"),
+    "voc": DatasetSpec("VOC", "voc", "VOCSegmentation", "download.prepare"),
+    "cityscapes": DatasetSpec(
+        "Cityscapes", "cityscapes", "CityscapesSegmentation", "cityscapes.prepare"
+    ),
+    "ade20k": DatasetSpec("ADE20K", "ade20k", "ADE20KSegmentation", "ade20k.prepare"),
 }
+DATASETS = tuple(SPECS)
+TITLES = {name: spec.title for name, spec in SPECS.items()}
+PREPARABLE = tuple(name for name, spec in SPECS.items() if spec.prepare)
 
 
 class DatasetInfo(NamedTuple):
@@ -32,12 +51,20 @@ class DatasetInfo(NamedTuple):
 
 
 def _module(dataset: str) -> ModuleType:
-    """The module of each data set (imported when first asked for): each has CLASS_NAMES,
-    and those read from disk a layout."""
-    from . import ade20k, cityscapes, probes, synthetic, voc
+    """The module of a data set (imported when first asked for): each has CLASS_NAMES,
+    and those read from disk a layout_help(root)."""
+    return import_module(f"{__name__}.{SPECS[dataset].module}")
 
-    by_name = dict(synthetic=synthetic, probe=probes, voc=voc, cityscapes=cityscapes, ade20k=ade20k)
-    return by_name[dataset]
+
+def is_generated(dataset: str) -> bool:
+    """True for a data set drawn on the fly (no files, no root)."""
+    return SPECS[dataset].reader is None
+
+
+def prepare(dataset: str, root: str, **options: Any) -> None:
+    """The `data` command for one data set: download, lay out or check it under root."""
+    module, function = (SPECS[dataset].prepare or "").rsplit(".", 1)
+    getattr(import_module(f"{__name__}.{module}"), function)(root, **options)
 
 
 def dataset_info(cfg: Any) -> DatasetInfo:
@@ -50,11 +77,28 @@ def dataset_info(cfg: Any) -> DatasetInfo:
 
 def layout_hint(dataset: str, root: str) -> str:
     """What `root` must hold for `dataset`, and the command that prepares or checks it."""
-    if dataset == "voc":
-        from .voc import LAYOUT
-
-        return LAYOUT.replace("DIR", root)
     return _module(dataset).layout_help(root)
+
+
+def missing_data(cfg: Any) -> str | None:
+    """What is missing for cfg (a DataConfig) to be read, in one line; None when it is
+    there (or generated). Lists the splits' files without reading any image."""
+    dataset = cfg.dataset
+    if is_generated(dataset):
+        return None
+    if not cfg.root:
+        return f"data.root: the {dataset} dataset needs a root folder; " + layout_hint(
+            dataset, "DIR"
+        )
+    if not Path(cfg.root).is_dir():
+        hint = layout_hint(dataset, cfg.root)
+        return f"data.root: no {TITLES[dataset]} data at {cfg.root!r}; {hint}"
+    try:
+        for split in dict.fromkeys((cfg.train_split, cfg.val_split)):
+            _module(dataset).list_pairs(cfg.root, split)
+    except UserError as err:
+        return f"data.root: {err}"
+    return None
 
 
 def crop_hw(crop_size: int | tuple[int, ...]) -> tuple[int, int]:
@@ -120,21 +164,24 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
 
 
 def _labelled_dataset(cfg: Any, dataset: str, split: str, transform: Any) -> Dataset:
+    spec = SPECS[dataset]
     chosen = cfg.train_split if split == "train" else cfg.val_split
-    if dataset == "voc":
-        from .voc import VOCSegmentation
-
-        return VOCSegmentation(cfg.root, chosen, transform)
-    key = "data.train_split" if split == "train" else "data.val_split"
-    if chosen not in ("train", "val"):
-        raise UserError(f"{key}: {dataset} has the splits train and val, got {chosen!r}")
-    if dataset == "cityscapes":
-        from .cityscapes import CityscapesSegmentation
-
-        return CityscapesSegmentation(cfg.root, chosen, transform)
-    from .ade20k import ADE20KSegmentation
-
-    return ADE20KSegmentation(cfg.root, chosen, transform)
+    module = _module(dataset)
+    if chosen not in module.SPLITS:  # each reader's SPLITS: the names its splits take
+        key = "data.train_split" if split == "train" else "data.val_split"
+        splits = ", ".join(module.SPLITS)
+        raise UserError(f"{key}: {dataset} has the splits {splits}, got {chosen!r}")
+    reader = getattr(module, spec.reader or "")
+    return reader(cfg.root, chosen, transform)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "build_dataset", "crop_hw", "dataset_info", "layout_hint"]
+__all__ = [
+    "DATASETS",
+    "SPECS",
+    "DatasetInfo",
+    "build_dataset",
+    "crop_hw",
+    "dataset_info",
+    "layout_hint",
+    "missing_data",
+]

@@ -271,6 +271,11 @@ def manual_layout(root: Path, reason: str) -> str:
     )
 
 
+def prepare(root: str, *, download: bool, base_urls: list[str] | None, sbd: bool) -> None:
+    """The `data ade20k` command: download (unless told not to) and unzip ADE20K."""
+    prepare_ade20k(root, download=download, base_urls=base_urls)
+
+
 def prepare_ade20k(
     root: str | Path,
     *,

@@ -141,6 +141,12 @@ def unzip_present_archives(root: Path) -> None:
             safe_extract(root / name, root)
 
 
+def prepare(root: str, *, download: bool, base_urls: list[str] | None, sbd: bool) -> None:
+    """The `data cityscapes` command: Cityscapes needs a login, so it only unzips the
+    archives found under root and checks the layout (the options do not apply)."""
+    check_cityscapes(root)
+
+
 def check_cityscapes(root: str | Path) -> dict[str, int]:
     """Check the layout under root (unzipping archives put there by hand); returns counts."""
     root = Path(root).expanduser()

@@ -1,18 +1,20 @@
-"""`python -m attnbench data <voc|cityscapes|ade20k> --root DIR`: lay out a data set."""
+"""`python -m attnbench data <dataset> --root DIR`: lay out a data set.
+
+The data sets that have files are those of data.SPECS with a `prepare` entry; each
+module's `prepare` does the work.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from .ade20k import prepare_ade20k
-from .cityscapes import check_cityscapes
-from .download import prepare_voc
+from . import PREPARABLE, SPECS, prepare
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "dataset",
-        choices=["voc", "cityscapes", "ade20k"],
+        choices=PREPARABLE,
         help="voc: download and build VOC 2012 + SBD trainaug; ade20k: download and unzip "
         "ADEChallengeData2016; cityscapes: check the layout (it needs a login to download)",
     )
@@ -35,11 +37,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    fetch = {"download": not args.no_download, "base_urls": args.mirror}
-    if args.dataset == "cityscapes":
-        check_cityscapes(args.root)
-    elif args.dataset == "ade20k":
-        prepare_ade20k(args.root, **fetch)
-    else:
-        prepare_voc(args.root, sbd=not args.no_sbd, **fetch)
+    assert SPECS[args.dataset].prepare, args.dataset
+    options = {"download": not args.no_download, "base_urls": args.mirror, "sbd": not args.no_sbd}
+    prepare(args.dataset, args.root, **options)
     return 0

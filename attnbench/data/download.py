@@ -287,6 +287,11 @@ def find_sbd_dir(root: Path) -> Path | None:
     return None
 
 
+def prepare(root: str, *, download: bool, base_urls: list[str] | None, sbd: bool) -> None:
+    """The `data voc` command: download and lay out VOC 2012 (+ SBD's trainaug)."""
+    prepare_voc(root, download=download, base_urls=base_urls, sbd=sbd)
+
+
 def prepare_voc(
     root: str | Path,
     *,

@@ -22,13 +22,9 @@ more than singletons). Per-kind counts are drawn from {0, 1, 2} with odds chosen
 that half of all shapes are "alone" in expectation: a head without context can get
 the kind right but is at chance on the pairing.
 
-Sizing (measured once, one seed, with a throwaway 4-stage CNN of width 32 at output
-stride 8 with dilated last blocks, head C = 64, batch 16, SGD lr 0.05 poly, 64 px):
-after 400 iterations the shapes are not learnt yet (about 25 mIoU); after 1000 the
-plain head reached 65.7 mIoU and a non-local head 69.6. Shapes of 0.10-0.16 of the
-image (equal-area radius) learnt markedly faster than 0.08-0.14. A dilated backbone
-can see the whole of a 64 px image, so part of the cue reaches even the plain head;
-a larger image_size puts the partner further beyond a convolution's reach.
+A dilated backbone can see the whole of a 64 px image, so part of the cue reaches even
+the plain head; a larger image_size puts the partner further beyond a convolution's
+reach. (How the default sizes were chosen: docs/findings.md.)
 
 With kind_cue="colour" each kind also has its own jittered hue, so the kind is a
 local, one-pixel fact and the pairing is the whole task: the quick experiment uses it

@@ -23,7 +23,6 @@ from PIL import Image
 
 from ..errors import UserError
 from .images import LabelledImages, check_split
-from .mat5 import MatFileError, loadmat
 from .transforms import IGNORE_INDEX
 
 CLASS_NAMES = (
@@ -57,6 +56,11 @@ LAYOUT = (
     "ImageSets/Segmentation/{train,val}.txt} (trainaug adds SegmentationClassAug/ and "
     f"ImageSets/Segmentation/trainaug.txt); `{PREPARE_COMMAND}` downloads and builds it"
 )
+
+
+def layout_help(root: str | Path) -> str:
+    """One line: what root must hold, and the command that builds it."""
+    return LAYOUT.replace("DIR", str(root))
 
 
 def voc_palette() -> np.ndarray:
@@ -188,9 +192,12 @@ def read_sbd_label(path: Path) -> np.ndarray:
     """(H, W) uint8 class ids from an SBD cls/*.mat file."""
     if not path.is_file():
         raise UserError(f"missing SBD label {path}; expected benchmark_RELEASE/dataset/cls/*.mat")
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
     try:
-        gt = loadmat(path)["GTcls"]
+        gt = loadmat(path, simplify_cells=True)["GTcls"]
         segmentation = gt["Segmentation"]
-    except (MatFileError, KeyError, TypeError, IndexError) as err:
+    except (MatReadError, ValueError, NotImplementedError, KeyError, TypeError) as err:
         raise UserError(f"unreadable SBD label {path} (no GTcls.Segmentation: {err})") from None
     return np.asarray(segmentation, dtype=np.uint8)

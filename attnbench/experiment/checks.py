@@ -6,6 +6,7 @@ Each raises `ConfigError` naming the file, the key path and what was expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import modules
 
 from ..errors import ConfigError
 
+TORCHVISION_URL = "https://download.pytorch.org/models/"  # where torchvision's weights live
 # cfg below is an ExperimentConfig: config.py imports this module to validate with it.
 ExperimentConfig = Any
 
@@ -20,7 +22,6 @@ ExperimentConfig = Any
 def validate(cfg: ExperimentConfig, where: str) -> None:
     """Raise ConfigError at the first value of cfg that does not describe a valid experiment."""
     _check_ranges(cfg, where)
-    _check_files(cfg, where)
     if not cfg.heads:
         raise ConfigError(f"{where}: heads: expected at least one head")
     if not cfg.seeds:
@@ -58,14 +59,32 @@ def _check_ranges(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.crop_size: expected a size or [height, width]")
 
 
-def _check_files(cfg: ExperimentConfig, where: str) -> None:
-    if cfg.data.dataset not in ("synthetic", "probe"):  # the generated ones need no files
-        _check_root(cfg.data.dataset, cfg.data.root, where)
-    if cfg.model.backbone.pretrained and not Path(cfg.model.backbone.pretrained).is_file():
-        raise ConfigError(
-            f"{where}: model.backbone.pretrained: no such checkpoint file "
-            f"{cfg.model.backbone.pretrained!r}"
-        )
+def check_files(cfg: ExperimentConfig, where: str) -> None:
+    """Raise one ConfigError listing everything on disk that cfg needs and lacks (the data
+    set's files, the pretrained checkpoint), each with how to get it. `run` checks this
+    before training; `run --dry-run` does not, so a plan can be read without the data."""
+    from ..data import missing_data
+
+    problems = [missing_data(cfg.data), _missing_checkpoint(cfg)]
+    problems = [p for p in problems if p]
+    if len(problems) == 1:
+        raise ConfigError(f"{where}: {problems[0]}")
+    if problems:
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise ConfigError(f"{where}: {len(problems)} things are missing: {listed}")
+
+
+def _missing_checkpoint(cfg: ExperimentConfig) -> str | None:
+    path = cfg.model.backbone.pretrained
+    if not path or Path(path).is_file():
+        return None
+    name = Path(path).name
+    get = (
+        f"download {TORCHVISION_URL}{name} there"
+        if re.fullmatch(r"resnet\d+-[0-9a-f]{8}\.pth", name)
+        else f"put torchvision's ImageNet ResNet-{cfg.model.backbone.depth} weights there"
+    )
+    return f"model.backbone.pretrained: no such checkpoint file {path!r}; {get}"
 
 
 def _check_head(cfg: ExperimentConfig, spec: Any, key: str, seen: set[str], where: str) -> None:
@@ -90,18 +109,3 @@ def _check_head(cfg: ExperimentConfig, spec: Any, key: str, seen: set[str], wher
         raise ConfigError(f"{where}: {key}.params: {err}") from None
     if spec.seeds is not None and not spec.seeds:
         raise ConfigError(f"{where}: {key}.seeds: expected at least one seed")
-
-
-def _check_root(dataset: str, root: str | None, where: str) -> None:
-    from ..data import TITLES, layout_hint
-
-    if not root:
-        raise ConfigError(
-            f"{where}: data.root: the {dataset} dataset needs a root folder; "
-            + layout_hint(dataset, "DIR")
-        )
-    if not Path(root).is_dir():
-        raise ConfigError(
-            f"{where}: data.root: no {TITLES[dataset]} data at {root!r}; "
-            + layout_hint(dataset, root)
-        )

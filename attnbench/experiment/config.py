@@ -154,7 +154,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = "results"
+    output_dir: str = "runs"  # git-ignored; the record: --set output_dir=results
     # A probe suite: the experiment runs once per probe, as <name>/<probe> with data.probe
     # set to it, and the report adds the capability table over them (data.dataset: probe).
     probes: tuple[str, ...] = ()

@@ -1,6 +1,6 @@
 """Where an experiment's files live, and what a run folder says about its run.
 
-    results/<experiment>/           config.yaml runs.csv curves.csv summary.md report.md *.png
+    <output_dir>/<experiment>/      config.yaml runs.csv curves.csv summary.md report.md *.png
       runs/<head>/seed<k>/          config.yaml env.json log.jsonl metrics.json
         checkpoints/last.pt         (git-ignored)
 
@@ -58,7 +58,7 @@ class RunFolder:
 
 
 def experiment_dir(cfg: ExperimentConfig) -> Path:
-    """results/<experiment>, or wherever output_dir points."""
+    """<output_dir>/<experiment>: runs/<experiment> by default (git-ignored)."""
     return Path(cfg.output_dir) / cfg.name
 
 

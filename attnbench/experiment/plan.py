@@ -177,8 +177,8 @@ def describe(
     device: str,
     world_size: int,
     num_classes: int,
-    train_images: int,
-    val_images: int,
+    train_images: int | None,
+    val_images: int | None,
 ) -> str:
     """The plan as the --dry-run prints it."""
     t, e, d = cfg.train, cfg.eval, cfg.data
@@ -199,10 +199,14 @@ def describe(
     if d.dataset != "synthetic" and d.base_size:
         how += ", images resized to fit {}x{} (scored at full size)".format(*d.base_size)
     sweep = f"; sweep {e.sweep_param} over {', '.join(map(str, e.sweep_values))}"
+    images = (
+        f"{train_images} train / {val_images} val images"
+        if train_images is not None
+        else f"images not counted (no {d.dataset} data at {d.root!r} yet)"
+    )
     lines = [
         f"experiment {cfg.name}: {len(planned)} run(s), {todo} to train -> {exp_dir}",
-        f"data: {d.dataset}, {num_classes} classes, {train_images} train / {val_images} val "
-        f"images, training size {size}",
+        f"data: {d.dataset}, {num_classes} classes, {images}, training size {size}",
         f"model: ResNet-{cfg.model.backbone.depth} width {cfg.model.backbone.width} "
         f"OS{cfg.model.backbone.output_stride}, head channels {cfg.model.head.channels}"
         f"{', aux head' if cfg.model.head.aux else ''}",

@@ -18,6 +18,7 @@ import torch
 from .. import env
 from ..distributed import DistInfo
 from ..errors import UserError
+from .checks import check_files
 from .config import ExperimentConfig, expand_probes, load_config
 from .layout import experiment_dir
 from .plan import Run, describe, plan_runs
@@ -33,6 +34,7 @@ class Request:
     output_dir: str | None = None  # --output-dir, in place of the config's
     jobs: int = 1  # --jobs: processes that train at once
     plan_indices: tuple[int, ...] | None = None  # a --jobs child's runs: plan positions
+    dry_run: bool = False  # --dry-run: plan only; the data and checkpoint may be absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +44,8 @@ class Part:
     cfg: ExperimentConfig
     runs: list[Run]
     device: torch.device
-    train_images: int
-    val_images: int
+    train_images: int | None  # None: not counted (--dry-run without the data's files)
+    val_images: int | None
     num_classes: int
 
     @property
@@ -77,6 +79,8 @@ def prepare(request: Request, info: DistInfo) -> Prepared:
     if request.output_dir:
         cfg = dataclasses.replace(cfg, output_dir=request.output_dir)
     check_jobs(request.jobs, info)
+    if not request.dry_run:
+        check_files(cfg, request.config)
     heads = list(request.heads) if request.heads is not None else None
     suite = expand_probes(cfg)
     # A probe suite: every probe's plan is checked before the first run.
@@ -84,7 +88,7 @@ def prepare(request: Request, info: DistInfo) -> Prepared:
     if request.plan_indices is not None:  # a --jobs child: its runs only
         plans = select(plans, request.plan_indices)
     parts = [
-        _check_part(part, planned, info, request.config)
+        _check_part(part, planned, info, request.config, request.dry_run)
         for part, planned in zip(suite, plans, strict=True)
         if planned or request.plan_indices is None
     ]
@@ -142,9 +146,12 @@ def select(plans: list[list[Run]], indices: Sequence[int]) -> list[list[Run]]:
     return kept
 
 
-def _check_part(cfg: ExperimentConfig, runs: list[Run], info: DistInfo, where: str) -> Part:
-    """The part's device and both data sets, or a UserError naming the key that does not fit."""
-    from ..data import build_dataset, dataset_info
+def _check_part(
+    cfg: ExperimentConfig, runs: list[Run], info: DistInfo, where: str, dry_run: bool
+) -> Part:
+    """The part's device and both data sets, or a UserError naming the key that does not fit.
+    A dry run on a data set whose files are absent counts no images and loads no weights."""
+    from ..data import build_dataset, dataset_info, missing_data
 
     try:
         device = env.resolve_device(cfg.train.device, info.local_rank)
@@ -160,16 +167,18 @@ def _check_part(cfg: ExperimentConfig, runs: list[Run], info: DistInfo, where: s
             f"{where}: eval.batch_size: expected 1 for voc, whose images differ in size "
             "(evaluation is on whole images)"
         )
+    classes = dataset_info(cfg.data).num_classes
+    if dry_run and missing_data(cfg.data):
+        return Part(cfg, runs, device, None, None, classes)
     train_images = len(build_dataset(cfg.data, "train", train=True))
     val_images = len(build_dataset(cfg.data, "val", train=False))
-    if cfg.model.backbone.pretrained:
+    if cfg.model.backbone.pretrained and not dry_run:
         _check_pretrained(cfg, where)
     if train_images < cfg.train.batch_size:
         raise UserError(
             f"{where}: train.batch_size: {cfg.train.batch_size} is more than the "
             f"{train_images} training images"
         )
-    classes = dataset_info(cfg.data).num_classes
     return Part(cfg, runs, device, train_images, val_images, classes)
 
 

@@ -1,7 +1,7 @@
 """The shared segmentation head and the auxiliary FCN head.
 
 Every context module sits in the same head so that only the module differs
-between runs (SPEC.md, "The shared head"):
+between runs (docs/modules.md, "The shared head"):
 
     reduce  (3x3 conv in -> C, BN, ReLU)
     context (the module, C -> C)

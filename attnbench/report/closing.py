@@ -11,6 +11,7 @@ from typing import Any
 from ..experiment.prepare import Part, Prepared
 from . import tables
 from .build import build_report, build_suite_report, report_files
+from .reference import write_beside_reference
 
 RUN_FILES = "config.yaml, env.json, log.jsonl, metrics.json, checkpoints/last.pt"
 
@@ -26,6 +27,8 @@ def close(part: Part, written: tuple[Path, int], report: bool) -> None:
     runs_csv, count = written
     print(f"wrote {runs_csv} ({count} runs) and curves.csv")
     shown = build_report_safely(part.exp_dir) if report else None
+    beside = write_beside_reference(part.exp_dir) if shown is not None else None
+    shown = shown if beside is None else [*shown, beside]
     print(closing_text(part.exp_dir, shown), flush=True)
 
 
@@ -35,6 +38,9 @@ def close_suite(prepared: Prepared) -> None:
     if prepared.suite_dir is not None:
         for path in build_suite_report(prepared.suite_dir):
             print(f"wrote {path}")
+        beside = write_beside_reference(prepared.suite_dir)
+        if beside is not None:
+            print(f"wrote {beside} (this run beside the committed record)")
         print(headline(prepared.suite_dir / "summary.md"), flush=True)
 
 

@@ -1,4 +1,4 @@
-"""`python -m attnbench report results/<experiment>`: summary.md, report.md and figures.
+"""`python -m attnbench report runs/<experiment>`: summary.md, report.md and figures.
 
 Every table and figure except the attention maps is a function of runs.csv and
 curves.csv (runs.csv also says what the memory figure measures and at which image
@@ -14,10 +14,11 @@ from pathlib import Path
 from ..errors import UserError
 from . import capability
 from .build import build_report, build_suite_report
+from .reference import write_beside_reference
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("exp_dir", type=Path, help="results/<experiment> (holds runs.csv)")
+    p.add_argument("exp_dir", type=Path, help="runs/<name> or results/<name> (holds runs.csv)")
     p.add_argument(
         "--no-maps",
         action="store_true",
@@ -36,7 +37,10 @@ def command(args: argparse.Namespace) -> int:
             print(f"wrote {report} and {report.with_name('summary.md')}")
         for path in build_suite_report(exp_dir):
             print(f"wrote {path}")
-        return 0
-    report = build_report(exp_dir, maps=not args.no_maps, num_images=args.images)
-    print(f"wrote {report} and {report.with_name('summary.md')}")
+    else:
+        report = build_report(exp_dir, maps=not args.no_maps, num_images=args.images)
+        print(f"wrote {report} and {report.with_name('summary.md')}")
+    beside = write_beside_reference(exp_dir)
+    if beside is not None:
+        print(f"wrote {beside} (this run beside the committed record)")
     return 0

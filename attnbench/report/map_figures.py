@@ -38,6 +38,10 @@ MAP_CMAP = "magma"
 FIGURE_GLOB = "attention_maps_*.png"  # attention_maps_1.png, ... one per image
 
 
+# What stands in a map's place for a module without one (a module not named: "no map").
+NO_MAP = {"none": "no map (identity)", "pool": "no map (one pooled vector for every pixel)"}
+
+
 @dataclass
 class HeadMaps:
     """One head's outputs per image: prediction (H, W) and main map (H, W) at image size."""
@@ -125,7 +129,7 @@ def _head_panels(fig: Figure, grid: Any, k: int, head: HeadMaps, index: int, que
     _panel(fig, grid[row, col], f"{name}: prediction").imshow(head.predictions[index], **classes)
     weights = head.maps[index]
     if weights is None:
-        _panel(fig, grid[row, col + 1], f"{name}: no map (identity)").axis("off")
+        _panel(fig, grid[row, col + 1], f"{name}: {NO_MAP.get(head.module, 'no map')}").axis("off")
         return
     ax = _panel(fig, grid[row, col + 1], f"{name}: {head.map_title}")
     if head.categorical:

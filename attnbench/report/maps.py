@@ -3,7 +3,7 @@ its prediction and its context module's own map for a marked query pixel (drawn 
 map_figures.py, one figure per image).
 
 Unlike the tables, this needs the trained weights
-(results/<exp>/runs/<head>/seed<k>/checkpoints/last.pt, not committed): without them
+(<output_dir>/<exp>/runs/<head>/seed<k>/checkpoints/last.pt, not committed): without them
 the figure is left as it is and the returned note says so.
 """
 

@@ -7,12 +7,12 @@ that has a metrics.json, so a killed experiment's finished runs are always liste
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from .. import recorded
 from ..experiment.config import ExperimentConfig
@@ -85,7 +85,7 @@ def curve_rows(
 
 
 def write_tables(cfg: ExperimentConfig) -> tuple[Path, Path, int]:
-    """Write runs.csv and curves.csv under results/<exp>; returns both paths and the run count."""
+    """Write runs.csv and curves.csv under <output_dir>/<exp>: both paths and the run count."""
     runs, curves, count = [], [], 0
     for spec in cfg.heads:
         for seed in cfg.seeds_of(spec):
@@ -112,8 +112,6 @@ def _cell(value: Any) -> Any:
 
 
 def _csv(header: tuple[str, ...], rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    # object columns: every cell written as Python writes it (floats at full precision)
+    frame = pd.DataFrame(rows, columns=list(header), dtype=object)
+    return frame.to_csv(index=False, lineterminator="\n")

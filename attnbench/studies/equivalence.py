@@ -9,18 +9,17 @@ differ; the gap shrinks as the temperature lambda -> 0, where both maps become
 uniform. Both facts are measured here through the modules themselves
 (EMAUnit.reconstruct and DoubleAttention.context), with weights copied in.
 
-    python -m attnbench equivalence --out results
+    python -m attnbench equivalence --out results/equivalence
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import pathlib
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 
 from modules.double_attention import DoubleAttention
@@ -199,12 +198,8 @@ def write_equivalence_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     result = measure_equivalence()
     rows = tidy_rows(result)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
-    atomic_write_text(out_dir / "equivalence.csv", buffer.getvalue())
+    frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS), dtype=object)  # floats in full
+    atomic_write_text(out_dir / "equivalence.csv", frame.to_csv(index=False, lineterminator="\n"))
     _plot(result, out_dir / "equivalence.png")
 
     s = result["settings"]
@@ -240,7 +235,11 @@ def write_equivalence_report(
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="results", help="directory for equivalence.{md,csv,png}")
+    p.add_argument(
+        "--out",
+        default="runs/equivalence",
+        help="directory for equivalence.{md,csv,png} (the record: results/equivalence)",
+    )
     p.add_argument(
         "--runs",
         nargs="+",

@@ -5,7 +5,7 @@
 
 Everything is checked before anything is written: the config, --heads, the device,
 the batch split over processes, the dataset files, and that no run folder holds a
-run of another config. Then, per run, under results/<exp>/runs/<head>/seed<k>/:
+run of another config. Then, per run, under <output_dir>/<exp>/runs/<head>/seed<k>/:
 config.yaml (the run's resolved config, loadable by itself), env.json, log.jsonl,
 checkpoints/last.pt and, last, metrics.json, which marks the run as done. The
 same command run again skips done runs and resumes unfinished ones from their
@@ -117,4 +117,5 @@ def request(args: argparse.Namespace) -> Request:
         output_dir=args.output_dir,
         jobs=args.jobs,
         plan_indices=indices,
+        dry_run=args.dry_run,
     )

@@ -1,6 +1,6 @@
 """Iteration-based training and whole-image evaluation of one Segmenter.
 
-The recipe (SPEC.md, "Reference training recipe"): SGD with momentum and weight
+The recipe (docs/modules.md, "The recipes"): SGD with momentum and weight
 decay, poly learning-rate decay lr * (1 - it / iters) ** power, cross-entropy with
 ignore index 255 on the main output plus `aux_weight` times the same loss on the
 auxiliary output. Training is resumable: a checkpoint every `checkpoint_interval`
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import PolynomialLR
 from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed, files
@@ -63,9 +65,20 @@ class TrainResult:
     cuda_warmup_peak_bytes: int | None  # ... and during it (cudnn.benchmark's trials)
 
 
-def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
-    """Learning rate of 0-based `iteration` out of `total`."""
-    return base_lr * (1.0 - iteration / total) ** power
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, done: int
+) -> PolynomialLR:
+    """torch's PolynomialLR: lr * (1 - it / iters) ** power at 0-based iteration `it`,
+    stepped to `done` iterations (a resumed run's rates are those of a run never stopped)."""
+    t = cfg.train
+    for group in optimizer.param_groups:  # a resumed optimizer holds its last rate
+        group["lr"] = group["initial_lr"] = t.lr
+    scheduler = PolynomialLR(optimizer, total_iters=t.iterations, power=t.poly_power)
+    with warnings.catch_warnings():  # stepped before optimizer.step(): on purpose, to resume
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(done):
+            scheduler.step()
+    return scheduler
 
 
 def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.SGD:
@@ -147,6 +160,7 @@ def train(
     t = run.cfg.train
     optimizer = build_optimizer(model, run.cfg)
     state = resume(run, model, optimizer)
+    scheduler = build_scheduler(optimizer, run.cfg, state.iteration)
     wrapped = wrap(run, model)
     batches = device_batches(run, train_set, state.iteration)
     val_loader = validation_loader(run, val_set)
@@ -155,7 +169,7 @@ def train(
     state.tick = time.perf_counter()
     state.window_start = (state.iteration, state.elapsed())
     for images, labels in batches:
-        train_step(run, wrapped, optimizer, state, images, labels, progress)
+        train_step(run, wrapped, (optimizer, scheduler), state, images, labels, progress)
         done = state.iteration
         is_eval = t.eval_interval and done % t.eval_interval == 0 and done < t.iterations
         is_checkpoint = done % t.checkpoint_interval == 0 or done == t.iterations
@@ -256,20 +270,23 @@ def device_batches(
 def train_step(
     run: Run,
     wrapped: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    stepping: tuple[torch.optim.Optimizer, PolynomialLR],
     state: TrainState,
     images: torch.Tensor,
     labels: torch.Tensor,
     progress: Progress,
 ) -> None:
     """The loop body: one iteration on this batch (already on the device); the losses
-    are read, checked and logged once per log interval."""
+    are read, checked and logged once per log interval. `stepping`: the optimizer and its
+    learning-rate scheduler."""
     t = run.cfg.train
-    lr = poly_lr(t.lr, state.iteration, t.iterations, t.poly_power)
+    optimizer, scheduler = stepping
+    lr = scheduler.get_last_lr()[0]
     aux_weight = run.cfg.model.head.aux_weight
     loss = train_one_iteration(
         wrapped, optimizer, images, labels, lr=lr, aux_weight=aux_weight, amp=t.amp
     )
+    scheduler.step()
     state.loss_sum = state.loss_sum + loss.float()
     state.loss_count += 1
     state.iteration += 1

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-# IQR / median above which a run is called contended. A first choice, not calibrated on
-# quiet runs yet: far below the swings seen under load (300 to 36 img/s, issue 13), and
-# the IQR ignores a few slow windows (a checkpoint write, a garbage collection).
+# IQR / median above which a run is called contended: well below the swings a shared
+# machine causes, while the IQR ignores a few slow windows (a checkpoint write, a garbage
+# collection). Where the value comes from: docs/findings.md.
 CONTENDED_SPREAD = 0.25
 
 

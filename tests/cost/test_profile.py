@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attnbench.cost.command import _over_cap, command, configure_parser
+from attnbench.cost.profile import _over_cap, command, configure_parser
 from attnbench.cost.report import fit_exponents, formula_limit
 from attnbench.errors import UserError
 
@@ -100,7 +100,7 @@ def test_profile_rejects_unknown_module_and_cpu_half(tmp_path) -> None:
 
 
 def test_killed_paper_profile_resumes_without_measuring_again(tmp_path, monkeypatch) -> None:
-    import attnbench.cost.command as profile
+    import attnbench.cost.profile as profile
 
     argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "paper")
     argv += ("--modules", "none", "a2")
@@ -145,7 +145,7 @@ def test_quick_profile_defaults_away_from_the_committed_one(tmp_path, monkeypatc
     assert (
         command(_parse("--quick", "--device", "cpu", "--parts", "paper", "--modules", "none")) == 0
     )
-    assert (tmp_path / "results" / "profile-quick" / "paper.csv").is_file()
+    assert (tmp_path / "runs" / "profile-quick" / "paper.csv").is_file()
     assert not (tmp_path / "results" / "profile").exists()
 
 
@@ -164,7 +164,7 @@ def test_quick_profile_refuses_the_committed_folder(tmp_path, monkeypatch, out) 
 
 
 def test_replot_redraws_the_sweep_without_measuring(tmp_path, monkeypatch) -> None:
-    import attnbench.cost.command as profile
+    import attnbench.cost.profile as profile
 
     argv = ("--quick", "--device", "cpu", "--out", str(tmp_path), "--parts", "sweep")
     argv += ("--modules", "none", "a2")
@@ -198,7 +198,7 @@ def test_latency_figure_leaves_the_identity_out_and_says_so() -> None:
 
 
 def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:
-    import attnbench.cost.command as profile
+    import attnbench.cost.profile as profile
 
     # A reference far slower than any case: every case beats it, as convolutions can.
     monkeypatch.setattr(profile, "matmul_rate", lambda *a, **k: (1.0, "float32, fake"))
@@ -212,3 +212,16 @@ def test_percent_of_peak_never_exceeds_100(tmp_path, monkeypatch) -> None:
     columns = [header.index("infer % of peak"), header.index("train % of peak")]
     percents = [float(row[i].replace(",", "")) for row in rows for i in columns]
     assert len(percents) == 8 and max(percents) == 100.0 and min(percents) >= 0
+
+
+def test_small_mac_counts_keep_their_digits() -> None:
+    from attnbench.cost.report import _giga
+
+    assert [_giga(v) for v in (12.345, 1.0, 0.00295, 0.000262, 1.02e-06, 0.0)] == [
+        "12.35",
+        "1.00",
+        "0.00295",
+        "0.000262",
+        "1.02e-06",
+        "0.00",
+    ]

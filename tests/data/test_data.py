@@ -21,13 +21,13 @@ from fake_voc import (
 from PIL import Image
 
 from attnbench.data import build_dataset, dataset_info
-from attnbench.data.mat5 import MatFileError, loadmat
 from attnbench.data.synthetic import CLASS_NAMES, KIND_COLOURS, SyntheticShapes
 from attnbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SegTransform
 from attnbench.data.voc import (
     VOCSegmentation,
     build_trainaug,
     read_label,
+    read_sbd_label,
     voc_palette,
 )
 from attnbench.errors import UserError
@@ -183,40 +183,27 @@ def test_eval_transform_normalises_only():
     assert torch.allclose(x * std + mean, image, atol=1e-6) and torch.equal(y, label)
 
 
-# -- MAT-file reader -------------------------------------------------------------------
+# -- SBD's MAT-files (scipy.io) --------------------------------------------------------
 
 
 @pytest.mark.parametrize("compress", [True, False])
-@pytest.mark.parametrize("endian", ["<", ">"])
-def test_mat_reader_reads_sbd_struct(tmp_path, compress, endian):
+def test_sbd_label_reads_scipys_writer(tmp_path, compress):
     seg = np.arange(20 * 24, dtype=np.int64).reshape(20, 24) % 21
     path = tmp_path / "x.mat"
-    write_mat(path, {"GTcls": sbd_gt(seg), "note": "hi"}, compress=compress, endian=endian)
-    out = loadmat(path)
-    gt = out["GTcls"]
-    assert gt["Segmentation"].dtype == np.uint8 and np.array_equal(gt["Segmentation"], seg)
-    assert gt["CategoriesPresent"].shape == (20, 1)
-    assert list(gt["Boundaries"].ravel()) == [None, None]
-    assert out["note"] == "hi"
+    write_mat(path, {"GTcls": sbd_gt(seg), "note": "hi"}, compress=compress)
+    label = read_sbd_label(path)
+    assert label.dtype == np.uint8 and np.array_equal(label, seg)
 
 
-def test_mat_reader_matches_scipy_writer(tmp_path):
-    scipy_io = pytest.importorskip("scipy.io")
-    seg = np.random.default_rng(0).integers(0, 21, (9, 7)).astype(np.uint8)
-    path = tmp_path / "s.mat"
-    scipy_io.savemat(path, {"GTcls": {"Segmentation": seg, "X": np.eye(2)}}, do_compression=True)
-    gt = loadmat(path)["GTcls"]
-    assert np.array_equal(gt["Segmentation"], seg) and np.array_equal(gt["X"], np.eye(2))
-
-
-def test_mat_reader_rejects_other_files(tmp_path):
+def test_sbd_label_rejects_other_files_in_one_line(tmp_path):
     bad = tmp_path / "bad.mat"
-    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 200)
-    with pytest.raises(MatFileError, match="HDF5"):
-        loadmat(bad)
-    bad.write_bytes(b"x" * 200)
-    with pytest.raises(MatFileError, match="endian"):
-        loadmat(bad)
+    for content in (b"\x89HDF\r\n\x1a\n" + b"\0" * 200, b"x" * 200):
+        bad.write_bytes(content)
+        with pytest.raises(UserError, match=r"unreadable SBD label .*bad\.mat"):
+            read_sbd_label(bad)
+    write_mat(bad, {"other": np.eye(2)})
+    with pytest.raises(UserError, match=r"no GTcls\.Segmentation"):
+        read_sbd_label(bad)
 
 
 # -- VOC -------------------------------------------------------------------------------

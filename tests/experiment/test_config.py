@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import modules
+from attnbench.experiment.checks import check_files
 from attnbench.experiment.config import (
     ConfigError,
     ExperimentConfig,
@@ -82,8 +83,6 @@ def test_dump_round_trips(yaml_file: Path, tmp_path: Path) -> None:
         ("train.iterations=0", r"train\.iterations: expected a positive number"),
         ("heads.1.name=base", r"heads\.1\.name: head 'base' is named twice"),
         ("heads.7.name=x", r"--set heads\.7: expected an index below 2"),
-        ("model.backbone.pretrained=/no/such.pth", r"model\.backbone\.pretrained: no such"),
-        ("data.dataset=voc", r"data\.root: the voc dataset needs a root folder"),
         ("lr", r"--set 'lr': expected key\.path=value"),
         ("eval.scales=[]", r"eval\.scales: expected a list of positive scales"),
         ("eval.scales=[1.0, 0]", r"eval\.scales: expected a list of positive scales"),
@@ -99,8 +98,15 @@ def test_bad_values_name_the_key(yaml_file: Path, override: str, message: str) -
 
 
 def test_missing_voc_root_says_how_to_get_it(yaml_file: Path) -> None:
+    cfg = load_config(yaml_file, ["data.dataset=voc", "data.root=/no/voc"])  # a plan needs no data
     with pytest.raises(ConfigError, match=r"data\.root: no VOC data at '/no/voc'.*--root /no/voc"):
-        load_config(yaml_file, ["data.dataset=voc", "data.root=/no/voc"])
+        check_files(cfg, str(yaml_file))
+    cfg = load_config(yaml_file, ["data.dataset=voc"])
+    with pytest.raises(ConfigError, match=r"data\.root: the voc dataset needs a root folder"):
+        check_files(cfg, str(yaml_file))
+    cfg = load_config(yaml_file, ["model.backbone.pretrained=/no/such.pth"])
+    with pytest.raises(ConfigError, match=r"model\.backbone\.pretrained: no such checkpoint"):
+        check_files(cfg, str(yaml_file))
 
 
 def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:

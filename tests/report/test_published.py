@@ -15,7 +15,7 @@ from attnbench.report.build import build_report
 
 FIXTURE = Path(__file__).parent / "fixtures"
 MMSEG = "open-mmlab/mmsegmentation@0b127a561528062ea1086ccb80808da46be3639f configs/"
-# The VOC figures as /work/shared/SPEC.md lists them (mmseg, 512x512, 20k, single scale),
+# The VOC figures as docs/reproducing.md lists them (mmseg, 512x512, 20k, single scale),
 # an independent copy against which the data file is checked.
 SPEC_VOC = {
     ("nonlocal", "R-50-D8"): 76.20, ("ccnet", "R-50-D8"): 76.17,

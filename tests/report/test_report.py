@@ -213,7 +213,11 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
     weights = np.linspace(0.0, 0.02, 64).reshape(8, 8)  # softmax-sized weights
     heads = [
         HeadMaps(RunFolder(h, 0, Path(h)), h, [np.zeros((8, 8), int)], [m], t, False, None)
-        for h, m, t in (("none", None, "no map"), ("nonlocal", weights, "attention"))
+        for h, m, t in (
+            ("none", None, "no map"),
+            ("pool", None, "no map"),
+            ("nonlocal", weights, "attention"),
+        )
     ]
     sample = (torch.zeros(3, 8, 8), torch.zeros(8, 8, dtype=torch.long))
     fig = draw_image(heads, 0, sample, (4, 4), names, "image 0")
@@ -224,6 +228,7 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
     assert "map weight / the map's largest weight" in labels
     titles = {ax.get_title() for ax in fig.axes}
     assert {"nonlocal: attention", "none: no map (identity)", "label"} <= titles
+    assert "pool: no map (one pooled vector for every pixel)" in titles  # not "identity"
     shown = next(ax for ax in fig.axes if ax.get_title() == "nonlocal: attention")
     assert shown.images[0].get_array().max() == pytest.approx(1.0)  # divided by its peak
     assert min(t.get_fontsize() for t in (ax.title for ax in fig.axes if ax.get_title())) >= 10

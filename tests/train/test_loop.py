@@ -17,16 +17,42 @@ from attnbench.distributed import DistInfo
 from attnbench.errors import UserError
 from attnbench.train import checkpoint
 from attnbench.train.evaluate import evaluate, predict
-from attnbench.train.loop import build_optimizer, poly_lr, segmentation_loss, train_one_iteration
+from attnbench.train.loop import (
+    build_optimizer,
+    build_scheduler,
+    segmentation_loss,
+    train_one_iteration,
+)
 
 
-def test_poly_lr() -> None:
-    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
-    assert poly_lr(0.01, 50, 100, 1.0) == pytest.approx(0.005)
-    assert poly_lr(0.01, 75, 100, 0.9) == pytest.approx(0.01 * 0.25**0.9)
-    assert poly_lr(0.01, 99, 100, 0.9) == pytest.approx(0.01 * 0.01**0.9)
-    values = [poly_lr(0.1, i, 20, 0.9) for i in range(20)]
-    assert values == sorted(values, reverse=True) and values[-1] > 0
+def _old_poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
+    """The schedule as it was written by hand before torch's PolynomialLR took over."""
+    return base_lr * (1.0 - iteration / total) ** power
+
+
+def _rates(total: int, power: float, start: int, steps: int) -> list[float]:
+    cfg = SimpleNamespace(train=SimpleNamespace(lr=0.01, iterations=total, poly_power=power))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.5)  # reset to 0.01
+    scheduler = build_scheduler(optimizer, cfg, start)
+    rates = []
+    for _ in range(steps):
+        rates.append(scheduler.get_last_lr()[0])
+        assert optimizer.param_groups[0]["lr"] == rates[-1]
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize(("total", "power"), [(100, 0.9), (100, 1.0), (20, 0.9)])
+def test_the_poly_schedule_is_unchanged(total: int, power: float) -> None:
+    rates = _rates(total, power, 0, total)
+    old = [_old_poly_lr(0.01, i, total, power) for i in range(total)]
+    assert rates[0] == 0.01 and rates == pytest.approx(old, rel=1e-12, abs=0)
+    assert rates == sorted(rates, reverse=True) and rates[-1] > 0
+
+
+def test_a_resumed_schedule_continues_where_it_stopped() -> None:
+    assert _rates(100, 0.9, 37, 5) == _rates(100, 0.9, 0, 42)[37:]
 
 
 def _keys(batches: IterationBatches) -> list[list[tuple[int, int, int]]]:
