@@ -14,14 +14,18 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from .asymmetric_non_local import AsymmetricNonLocal
 from .criss_cross import CrissCrossAttention
 from .double_attention import DoubleAttention
+from .disentangled_non_local import DisentangledNonLocal
 from .dual_attention import DualAttention
 from .em_attention import EMAUnit
+from .global_context import GlobalContext
 from .global_pool import GlobalPool
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
 from .non_local import NonLocal
+from .object_context import ObjectContext
 
 
 @runtime_checkable
@@ -83,6 +87,12 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "ema": EMAUnit,
     # A control, not attention: global-pooling context with no gate (the probes need one).
     "pool": GlobalPool,
+    # The rest of mmsegmentation's context heads and the survey's modules (issue 24),
+    # alphabetical.
+    "ann": AsymmetricNonLocal,
+    "dnl": DisentangledNonLocal,
+    "gc": GlobalContext,
+    "ocr": ObjectContext,
 }
 
 
@@ -119,15 +129,19 @@ def _lookup(name: str) -> type[nn.Module]:
 
 __all__ = [
     "REGISTRY",
+    "AsymmetricNonLocal",
     "ContextModule",
     "CrissCrossAttention",
+    "DisentangledNonLocal",
     "DoubleAttention",
     "DualAttention",
     "EMAUnit",
+    "GlobalContext",
     "GlobalPool",
     "Identity",
     "InterlacedSparseAttention",
     "NonLocal",
+    "ObjectContext",
     "available",
     "build",
     "hyper_parameters",
