@@ -16,8 +16,8 @@ from torch import nn
 
 from .asymmetric_non_local import AsymmetricNonLocal
 from .criss_cross import CrissCrossAttention
-from .double_attention import DoubleAttention
 from .disentangled_non_local import DisentangledNonLocal
+from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
 from .em_attention import EMAUnit
 from .global_context import GlobalContext

@@ -147,4 +147,3 @@ class DisentangledNonLocal(nn.Module):
         pairwise = self._pairwise(q[:, :, index : index + 1], k)  # (B, 1, 1, N)
         unary = torch.softmax(logits, dim=-1)  # (B, N)
         return {"pairwise": pairwise.view(b, 1, h, w), "unary": unary.view(b, 1, h, w)}
-

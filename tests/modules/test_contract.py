@@ -194,7 +194,8 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
         before, after = paper(x), opened(x)
     if name in GATED:
         assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
-        if name in ("nonlocal", "a2", "ccnet", "dnl", "gc"):  # their closed gate makes the block the identity
+        # Their closed gate makes the block the identity.
+        if name in ("nonlocal", "a2", "ccnet", "dnl", "gc"):
             assert torch.equal(before, x)
             assert not torch.allclose(after, x)
     else:
