@@ -14,11 +14,13 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from .adaptive_pyramid_context import AdaptivePyramidContext
 from .asymmetric_non_local import AsymmetricNonLocal
 from .criss_cross import CrissCrossAttention
 from .disentangled_non_local import DisentangledNonLocal
 from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
+from .dynamic_filters import DynamicFilters
 from .em_attention import EMAUnit
 from .global_context import GlobalContext
 from .global_pool import GlobalPool
@@ -90,6 +92,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     # The rest of mmsegmentation's context heads and the survey's modules (issue 24),
     # alphabetical.
     "ann": AsymmetricNonLocal,
+    "apc": AdaptivePyramidContext,
+    "dm": DynamicFilters,
     "dnl": DisentangledNonLocal,
     "gc": GlobalContext,
     "ocr": ObjectContext,
@@ -129,12 +133,14 @@ def _lookup(name: str) -> type[nn.Module]:
 
 __all__ = [
     "REGISTRY",
+    "AdaptivePyramidContext",
     "AsymmetricNonLocal",
     "ContextModule",
     "CrissCrossAttention",
     "DisentangledNonLocal",
     "DoubleAttention",
     "DualAttention",
+    "DynamicFilters",
     "EMAUnit",
     "GlobalContext",
     "GlobalPool",

@@ -9,7 +9,11 @@ layers, in the operation order of the public pure-PyTorch version a user would l
 - ann: mmseg 1.x `APNB` (ANNHead's context block): mmseg's SelfAttentionBlock with the
        shared key/query conv applied twice (as query and as key), `PPMConcat` pools;
 - ocr: mmseg 1.x `SpatialGatherModule` and `ObjectAttentionBlock` on the module's region
-       logits (mmseg takes them from the cascade's first head).
+       logits (mmseg takes them from the cascade's first head);
+- apc: mmseg 1.x `APCHead`'s ACMs (the global information upsampled bilinearly from
+       1 x 1) and its 3x3 bottleneck on [x, ACM outputs];
+- dm:  mmseg 1.x `DMHead`'s DCMs (the batch folded into the channels of one grouped
+       conv) and its 3x3 bottleneck.
 
 Written from what those libraries compute (their semantics, read, not copied); neither
 library is a dependency.
@@ -89,4 +93,50 @@ def ocr_peer(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return m.fuse(torch.cat([out, x], dim=1))
 
 
-MMSEG_HEAD_PEERS = {"ann": ann_peer, "dnl": dnl_peer, "gc": gc_peer, "ocr": ocr_peer}
+def _acm_peer(acm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    s = acm.scale
+    pooled_x = F.adaptive_avg_pool2d(x, s)
+    x = acm.reduce(x)
+    pooled = acm.pooled(pooled_x)
+    b = x.size(0)
+    pooled = pooled.view(b, pooled.size(1), -1).permute(0, 2, 1).contiguous()  # (B, S, Ci)
+    glob = acm.global_info(F.adaptive_avg_pool2d(x, 1))
+    glob = F.interpolate(glob, size=x.shape[2:], mode="bilinear", align_corners=False)
+    affinity = acm.affinity(x + glob).permute(0, 2, 3, 1).reshape(b, -1, s * s)
+    z = torch.matmul(torch.sigmoid(affinity), pooled).permute(0, 2, 1).contiguous()
+    z = acm.residual(z.view(b, -1, x.size(2), x.size(3)))
+    z = F.relu(z + x)
+    return z if acm.fusion is None else acm.fusion(z)
+
+
+def apc_peer(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """mmseg APCHead without its classifier: ACMs, concatenation, 3x3 bottleneck."""
+    return m.bottleneck(torch.cat([x] + [_acm_peer(acm, x) for acm in m.branches], dim=1))
+
+
+def _dcm_peer(dcm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One DCM: filters from the pooled input, the batch folded into one grouped conv."""
+    k = dcm.size
+    filters = dcm.generate(F.adaptive_avg_pool2d(x, k))  # (B, Ci, k, k)
+    reduced = dcm.reduce(x)
+    b, c, h, w = reduced.shape
+    low, high = k // 2, (k - 1) // 2  # an even k: one more row/column at the top/left
+    folded = F.pad(reduced.view(1, b * c, h, w), (low, high, low, high))
+    out = F.conv2d(folded, filters.view(b * c, 1, k, k), groups=b * c).view(b, c, h, w)
+    out = F.relu(dcm.norm(out))
+    return out if dcm.fusion is None else dcm.fusion(out)
+
+
+def dm_peer(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """mmseg DMHead without its classifier: DCMs, concatenation, 3x3 bottleneck."""
+    return m.bottleneck(torch.cat([x] + [_dcm_peer(dcm, x) for dcm in m.branches], dim=1))
+
+
+MMSEG_HEAD_PEERS = {
+    "ann": ann_peer,
+    "apc": apc_peer,
+    "dm": dm_peer,
+    "dnl": dnl_peer,
+    "gc": gc_peer,
+    "ocr": ocr_peer,
+}

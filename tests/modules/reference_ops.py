@@ -60,3 +60,19 @@ def randomise_norms(module: nn.Module) -> None:
             if isinstance(sub, nn.BatchNorm2d | nn.LayerNorm):
                 sub.weight.uniform_(0.5, 1.5)
                 sub.bias.uniform_(-0.5, 0.5)
+
+
+def conv2d_reference(weight: torch.Tensor, x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """A k x k convolution of (Cin, H, W) by (Cout, Cin, k, k), zero padding `pad` (before,
+    after) on both axes, as k*k shifted channel products; no bias."""
+    cin, h, w = x.shape
+    k = weight.shape[-1]
+    before, after = pad
+    padded = torch.zeros(cin, h + before + after, w + before + after, dtype=x.dtype)
+    padded[:, before : before + h, before : before + w] = x
+    out = 0
+    for di in range(k):
+        for dj in range(k):
+            window = padded[:, di : di + h, dj : dj + w]
+            out = out + torch.einsum("oc,chw->ohw", weight[:, :, di, dj].to(x.dtype), window)
+    return out

@@ -63,7 +63,7 @@ def _frozen_names(module: nn.Module) -> set[str]:
 
 def test_available_lists_the_seven_modules_the_pool_control_then_the_zoo() -> None:
     assert modules.available()[:8] == SIX_AND_CONTROLS
-    assert {"ann", "dnl", "gc", "ocr"} <= set(modules.available()[8:])
+    assert {"ann", "apc", "dm", "dnl", "gc", "ocr"} <= set(modules.available()[8:])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -150,6 +150,8 @@ EXPECTED_MAPS = {
     "ema": {"responsibilities": "K"},
     "pool": {"mean": 1},
     "ann": {"attention": 1},
+    "apc": {"affinity": 1},
+    "dm": {},
     "dnl": {"pairwise": 1, "unary": 1},
     "gc": {"pooling": 1},
     "ocr": {"object": 1, "regions": "K"},
