@@ -5,13 +5,13 @@ Cao, Xu, Lin, Wei, Hu (arXiv 1904.11492).
 
 With X the input as a (C, N) matrix, N = H * W, Cp = int(C * ratio):
 
-    a   = softmax_j(W_k x_j + b_k)                 (N,)   one weight per position
+    a   = softmax_j(W_k x_j)                       (N,)   one weight per position
     ctx = sum_j a_j x_j                            (C,)   the same for every position
     t   = W_2 ReLU(LN(W_1 ctx + b_1)) + b_2        (C,)   bottleneck transform
     out_i = x_i + t                                        channel-wise addition
 
-W_k: 1x1 conv C -> 1 (the attention pooling); W_1: 1x1 C -> Cp; LN normalises over
-the Cp channels with a learnable affine; W_2: 1x1 Cp -> C, weight and bias
+W_k: 1x1 conv C -> 1 without bias (the attention pooling); W_1: 1x1 C -> Cp; LN
+normalises over the Cp channels with a learnable affine; W_2: 1x1 Cp -> C, weight and bias
 initialised to 0 (the paper's zero-init of the last layer), so the block is the
 identity at initialisation. Defaults: ratio = 1/4 (mmseg's GCHead and the paper's
 segmentation setting; the paper's ImageNet blocks use 1/16), attention pooling and
@@ -27,9 +27,10 @@ MACs for one sample:
 N * C, of the order of the rest, because the block's matrix work is itself linear.)
 
 Deviations: none in the function. mmcv's ContextBlock (which mmseg's GCHead wraps)
-initialises W_k with Kaiming (fan-in); here W_k keeps nn.Conv2d's default
-initialisation. The average-pooling and channel-multiplication variants of the
-paper are not offered.
+gives W_k a bias, which adds the same constant to every logit of a softmax and so
+changes nothing (its gradient is 0); here W_k has none. mmcv initialises W_k with
+Kaiming (fan-in); here it keeps nn.Conv2d's default initialisation. The paper's
+average-pooling and channel-multiplication variants are not offered.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class GlobalContext(nn.Module):
             raise ValueError(f"ratio * channels must be >= 1; got ratio={ratio}, {channels=}")
         self.channels = channels
         self.planes = planes
-        self.mask = nn.Conv2d(channels, 1, 1)
+        self.mask = nn.Conv2d(channels, 1, 1, bias=False)
         self.in_conv = nn.Conv2d(channels, planes, 1)
         self.norm = nn.LayerNorm([planes, 1, 1])
         self.out_conv = nn.Conv2d(planes, channels, 1)
