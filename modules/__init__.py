@@ -14,14 +14,20 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from .adaptive_pyramid_context import AdaptivePyramidContext
+from .asymmetric_non_local import AsymmetricNonLocal
 from .criss_cross import CrissCrossAttention
+from .disentangled_non_local import DisentangledNonLocal
 from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
+from .dynamic_filters import DynamicFilters
 from .em_attention import EMAUnit
+from .global_context import GlobalContext
 from .global_pool import GlobalPool
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
 from .non_local import NonLocal
+from .object_context import ObjectContext
 
 
 @runtime_checkable
@@ -83,6 +89,14 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "ema": EMAUnit,
     # A control, not attention: global-pooling context with no gate (the probes need one).
     "pool": GlobalPool,
+    # The rest of mmsegmentation's context heads and the survey's modules (issue 24),
+    # alphabetical.
+    "ann": AsymmetricNonLocal,
+    "apc": AdaptivePyramidContext,
+    "dm": DynamicFilters,
+    "dnl": DisentangledNonLocal,
+    "gc": GlobalContext,
+    "ocr": ObjectContext,
 }
 
 
@@ -119,15 +133,21 @@ def _lookup(name: str) -> type[nn.Module]:
 
 __all__ = [
     "REGISTRY",
+    "AdaptivePyramidContext",
+    "AsymmetricNonLocal",
     "ContextModule",
     "CrissCrossAttention",
+    "DisentangledNonLocal",
     "DoubleAttention",
     "DualAttention",
+    "DynamicFilters",
     "EMAUnit",
+    "GlobalContext",
     "GlobalPool",
     "Identity",
     "InterlacedSparseAttention",
     "NonLocal",
+    "ObjectContext",
     "available",
     "build",
     "hyper_parameters",

@@ -24,6 +24,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from peers_mmseg_heads import MMSEG_HEAD_PEERS
 from torch import nn
 
 
@@ -174,4 +175,5 @@ PEERS = {
     "isa": isa_peer,
     "danet": danet_peer,
     "ema": ema_peer,
+    **MMSEG_HEAD_PEERS,  # the newer modules' peers (peers_mmseg_heads.py)
 }

@@ -13,9 +13,10 @@ from torch import nn
 
 import modules
 
-NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
+NAMES = list(modules.available())
+SIX_AND_CONTROLS = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
 # Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
-GATED = {"nonlocal", "a2", "ccnet", "danet", "ema"}
+GATED = {"nonlocal", "a2", "ccnet", "danet", "ema", "ann", "dnl", "gc"}
 # Small settings keep the suite fast; everything not named here keeps its default.
 KWARGS: dict[str, dict[str, object]] = {"ema": {"bases": 8}}
 MODULE_DIR = Path(modules.__file__).parent
@@ -60,8 +61,9 @@ def _frozen_names(module: nn.Module) -> set[str]:
     return matched
 
 
-def test_available_lists_the_seven_modules_and_the_pool_control() -> None:
-    assert modules.available() == NAMES
+def test_available_lists_the_seven_modules_the_pool_control_then_the_zoo() -> None:
+    assert modules.available()[:8] == SIX_AND_CONTROLS
+    assert {"ann", "apc", "dm", "dnl", "gc", "ocr"} <= set(modules.available()[8:])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -147,6 +149,12 @@ EXPECTED_MAPS = {
     "danet": {"position": 1, "channel": None},  # (B, C, C)
     "ema": {"responsibilities": "K"},
     "pool": {"mean": 1},
+    "ann": {"attention": 1},
+    "apc": {"affinity": 1},
+    "dm": {},
+    "dnl": {"pairwise": 1, "unary": 1},
+    "gc": {"pooling": 1},
+    "ocr": {"object": 1, "regions": "K"},
 }
 
 
@@ -188,7 +196,8 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
         before, after = paper(x), opened(x)
     if name in GATED:
         assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
-        if name in ("nonlocal", "a2", "ccnet"):  # their closed gate makes the block the identity
+        # Their closed gate makes the block the identity.
+        if name in ("nonlocal", "a2", "ccnet", "dnl", "gc"):
             assert torch.equal(before, x)
             assert not torch.allclose(after, x)
     else:
