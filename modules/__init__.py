@@ -19,9 +19,11 @@ from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
 from .em_attention import EMAUnit
 from .global_pool import GlobalPool
+from .hamburger import Hamburger
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
 from .non_local import NonLocal
+from .point_wise_attention import PointwiseSpatialAttention
 
 
 @runtime_checkable
@@ -83,6 +85,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "ema": EMAUnit,
     # A control, not attention: global-pooling context with no gate (the probes need one).
     "pool": GlobalPool,
+    "ham": Hamburger,
+    "psa": PointwiseSpatialAttention,
 }
 
 
@@ -125,9 +129,11 @@ __all__ = [
     "DualAttention",
     "EMAUnit",
     "GlobalPool",
+    "Hamburger",
     "Identity",
     "InterlacedSparseAttention",
     "NonLocal",
+    "PointwiseSpatialAttention",
     "available",
     "build",
     "hyper_parameters",

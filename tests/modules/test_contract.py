@@ -13,11 +13,15 @@ from torch import nn
 
 import modules
 
-NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
+NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool", "ham", "psa"]
 # Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
 GATED = {"nonlocal", "a2", "ccnet", "danet", "ema"}
 # Small settings keep the suite fast; everything not named here keeps its default.
-KWARGS: dict[str, dict[str, object]] = {"ema": {"bases": 8}}
+KWARGS: dict[str, dict[str, object]] = {
+    "ema": {"bases": 8},
+    "ham": {"rank": 8},
+    "psa": {"mask_size": (9, 9)},
+}
 MODULE_DIR = Path(modules.__file__).parent
 
 # Training-mode BN refuses one value per channel, so (1, C, 1, 1) runs in eval mode only.
@@ -60,7 +64,7 @@ def _frozen_names(module: nn.Module) -> set[str]:
     return matched
 
 
-def test_available_lists_the_seven_modules_and_the_pool_control() -> None:
+def test_available_lists_the_registered_modules() -> None:
     assert modules.available() == NAMES
 
 
@@ -147,6 +151,8 @@ EXPECTED_MAPS = {
     "danet": {"position": 1, "channel": None},  # (B, C, C)
     "ema": {"responsibilities": "K"},
     "pool": {"mean": 1},
+    "ham": {"coefficients": "R"},
+    "psa": {"collect": 1, "distribute": 1},
 }
 
 
