@@ -14,14 +14,17 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from .compact_non_local import CompactNonLocal
 from .criss_cross import CrissCrossAttention
 from .double_attention import DoubleAttention
 from .dual_attention import DualAttention
 from .em_attention import EMAUnit
 from .global_pool import GlobalPool
+from .global_reasoning import GlobalReasoning
 from .hamburger import Hamburger
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
+from .latent_graph import LatentGNN
 from .non_local import NonLocal
 from .point_wise_attention import PointwiseSpatialAttention
 
@@ -85,7 +88,10 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "ema": EMAUnit,
     # A control, not attention: global-pooling context with no gate (the probes need one).
     "pool": GlobalPool,
+    "cgnl": CompactNonLocal,
+    "glore": GlobalReasoning,
     "ham": Hamburger,
+    "latentgnn": LatentGNN,
     "psa": PointwiseSpatialAttention,
 }
 
@@ -123,15 +129,18 @@ def _lookup(name: str) -> type[nn.Module]:
 
 __all__ = [
     "REGISTRY",
+    "CompactNonLocal",
     "ContextModule",
     "CrissCrossAttention",
     "DoubleAttention",
     "DualAttention",
     "EMAUnit",
     "GlobalPool",
+    "GlobalReasoning",
     "Hamburger",
     "Identity",
     "InterlacedSparseAttention",
+    "LatentGNN",
     "NonLocal",
     "PointwiseSpatialAttention",
     "available",

@@ -137,9 +137,7 @@ class NonLocal(nn.Module):
         k, v = _positions_first(self._pool(proj[:, ci:])).split(ci, dim=-1)
         return _positions_first(proj[:, :ci]), k, v
 
-    def _qkv_pooled_input(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv_pooled_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The Caffe2 original's order: phi and g on the 2x2 max-pooled input."""
         pooled = self._pool(x)  # (B, C, ceil(H/2), ceil(W/2))
         weight = torch.cat([self.phi.weight, self.g.weight])

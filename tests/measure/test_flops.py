@@ -29,6 +29,8 @@ from attnbench.measure.flops import (
 
 C = 512
 SIZES = [(33, 33), (65, 65)]
+# Share of the total the elementwise work may take (see below); 1% unless named here.
+ELEMENTWISE_SHARE = {"latentgnn": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,12 @@ def test_count_matches_formula_and_flop_counter(built, name, size) -> None:
     if formula == 0:
         assert count.total == 0
         return
-    # pool's mean and add (2 N C elementwise) outweigh its C^2 conv: only the attention
-    # modules have elementwise work under 1% of the total.
+    # pool's mean and add (2 N C elementwise) outweigh its C^2 conv; latentgnn's matrix
+    # work is light (Ci = C/4, d = 100 latent nodes), so its BN and L2 norms reach 1.3%.
+    # The other attention modules have elementwise work under 1% of the total.
+    share = ELEMENTWISE_SHARE.get(name, 0.01)
     if name != "pool":
-        assert abs(count.total - formula) <= 0.01 * formula, (name, count.total, formula)
+        assert abs(count.total - formula) <= share * formula, (name, count.total, formula)
     # The formula counts exactly the matrix part; nothing may be missing or extra there.
     assert count.matrix == pytest.approx(formula, rel=1e-6), (name, count.by_op)
     # torch's counter misses SDPA's CPU kernel (the nonlocal default): it counts the
@@ -70,7 +74,7 @@ def test_count_matches_formula_and_flop_counter(built, name, size) -> None:
     reference = flop_counter_count(_without_sdpa(module), x)
     assert not reference.uncovered, (name, reference.uncovered)
     if name != "pool":  # torch's counter skips the elementwise ops, as fvcore's default does
-        assert abs(count.total - reference.macs) <= 0.01 * reference.macs
+        assert abs(count.total - reference.macs) <= share * reference.macs
     assert count.matrix == reference.macs, (name, count.by_op, reference.macs)
 
 

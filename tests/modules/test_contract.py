@@ -13,13 +13,15 @@ from torch import nn
 
 import modules
 
-NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool", "ham", "psa"]
+NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
+NAMES += ["cgnl", "glore", "ham", "latentgnn", "psa"]
 # Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
-GATED = {"nonlocal", "a2", "ccnet", "danet", "ema"}
+GATED = {"nonlocal", "a2", "ccnet", "danet", "ema", "latentgnn"}
 # Small settings keep the suite fast; everything not named here keeps its default.
 KWARGS: dict[str, dict[str, object]] = {
     "ema": {"bases": 8},
     "ham": {"rank": 8},
+    "latentgnn": {"latent_dim": 12},
     "psa": {"mask_size": (9, 9)},
 }
 MODULE_DIR = Path(modules.__file__).parent
@@ -151,7 +153,10 @@ EXPECTED_MAPS = {
     "danet": {"position": 1, "channel": None},  # (B, C, C)
     "ema": {"responsibilities": "K"},
     "pool": {"mean": 1},
+    "cgnl": {},
+    "glore": {"projection": "K"},
     "ham": {"coefficients": "R"},
+    "latentgnn": {"visible_to_latent": "d"},
     "psa": {"collect": 1, "distribute": 1},
 }
 
@@ -194,7 +199,8 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
         before, after = paper(x), opened(x)
     if name in GATED:
         assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
-        if name in ("nonlocal", "a2", "ccnet"):  # their closed gate makes the block the identity
+        # Their closed gate makes the block the identity.
+        if name in ("nonlocal", "a2", "ccnet", "latentgnn"):
             assert torch.equal(before, x)
             assert not torch.allclose(after, x)
     else:
