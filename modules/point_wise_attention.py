@@ -107,7 +107,7 @@ class PointwiseSpatialAttention(nn.Module):
         )
         self.proj = _conv_bn_relu(2 * ci, channels)
         self.fuse = _conv_bn_relu(2 * channels, channels)
-        self._index_cache: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._index_cache: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor, bool]] = {}
 
     def _offsets(self, h: int, w: int) -> tuple[range, range]:
         """The window offsets (rows, columns) that some pair of an h x w map can have."""
@@ -117,10 +117,11 @@ class PointwiseSpatialAttention(nn.Module):
             range(max(-hw, 1 - w), min(mw - 1 - hw, w - 1) + 1),
         )
 
-    def _index(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows of the mask conv to compute (R,), gather index (n_q, n_p) into them).
-
-        The index of a pair whose offset is outside the window is R: a zero row."""
+    def _index(
+        self, h: int, w: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(rows of the mask conv to compute (R,), gather index (n_q, n_p) into them, whether
+        some pair falls outside the window). Such a pair's index is R: a zero row."""
         key = (h, w, str(device))
         if key not in self._index_cache:
             rows, cols = self._offsets(h, w)
@@ -136,17 +137,17 @@ class PointwiseSpatialAttention(nn.Module):
             ow = pw[:, None] - pw[None, :] - cols.start
             inside = (oh >= 0) & (oh < len(rows)) & (ow >= 0) & (ow < len(cols))
             index = torch.where(inside, oh * len(cols) + ow, used.numel())
-            self._index_cache[key] = (used, index)
+            self._index_cache[key] = (used, index, not bool(inside.all()))
         return self._index_cache[key]
 
     def _logits(self, head: nn.Sequential, feat: torch.Tensor) -> torch.Tensor:
         """G[q, p] = M[off(q - p), p] (B, n, n), 0 outside the window."""
         b, _, h, w = feat.shape
-        used, index = self._index(h, w, feat.device)
+        used, index, partial = self._index(h, w, feat.device)
         hidden = head[0](feat)
         weight = head[1].weight[used]  # (R, Ci, 1, 1): only the offsets that occur
         mask = F.conv2d(hidden, weight).flatten(2)  # (B, R, n)
-        if bool((index == used.numel()).any()):
+        if partial:
             mask = torch.cat([mask, mask.new_zeros(b, 1, h * w)], dim=1)
         return mask.gather(1, index.expand(b, -1, -1))  # (B, n_q, n_p)
 
