@@ -357,13 +357,6 @@ class _OpRecorder(TorchDispatchMode):
 _MATRIX_HINTS = ("mm", "conv", "attention", "matmul", "linear", "einsum", "dot")
 
 
-def _looks_like_matrix_op(op: str) -> bool:
-    """A name with a matrix-product hint; bilinear resizing ("upsample_bilinear2d") is
-    interpolation, which torch's counter rightly leaves out."""
-    name = op.split(".")[-1]  # an overload packet: "aten.upsample_bilinear2d"
-    return not name.startswith("upsample") and any(h in name for h in _MATRIX_HINTS)
-
-
 def flop_counter_count(
     model: nn.Module, *inputs: torch.Tensor, backward: bool = False
 ) -> CounterCount:
@@ -387,7 +380,9 @@ def flop_counter_count(
     uncovered = sorted(
         str(op)
         for op in recorder.seen
-        if op not in registry and _looks_like_matrix_op(str(op))
+        if op not in registry
+        and any(h in str(op).split(".")[-1] for h in _MATRIX_HINTS)
+        and not str(op).split(".")[-1].startswith("upsample")  # bilinear: interpolation
     )
     return CounterCount(macs=counter.get_total_flops() // 2, uncovered=tuple(uncovered))
 
