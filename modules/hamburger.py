@@ -21,8 +21,10 @@ that every group has two channels at least.
 
 The one-step gradient: the T updates run under no_grad and U, V enter the last
 update as constants, so the gradient reaches x (and ham_in) only through X^T U in the
-last coefficient update and through x~ = U V^T; this is the authors' code
-(Gsunshine/Enjoy-Hamburger: local_inference under torch.no_grad).
+last coefficient update and through x~ = U V^T. This is the paper's method and the
+authors' original code (Gsunshine/Enjoy-Hamburger, seg/HamNet: local_inference under
+torch.no_grad); their later mmseg-based port (seg_mm) comments the no_grad out, and
+mmseg's NMF2D has none.
 
 Bases: with rand_init=True, training draws fresh U0 for every sample and call from
 torch's global generator (as the authors and mmseg do); evaluation uses the fixed draw

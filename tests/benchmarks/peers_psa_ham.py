@@ -9,7 +9,7 @@ Hamburger, as plain functions on the module's own weights (see peers.py).
 - ham: mmseg `Hamburger` with `NMF2D`: ham_in, ReLU, the multiplicative updates from
   uniform random bases, the last coefficient update, the reconstruction, ham_out, the
   residual ReLU. mmseg runs every step with autograd on (back-propagation through all
-  steps); the module (like the authors' code) runs them under no_grad and keeps the
+  steps); the module (like the authors' original code) runs them under no_grad and keeps the
   gradient of the last coefficient update only. The forward values are the same
   function, compared with the bases drawn from the same seed.
 
