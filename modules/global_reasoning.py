@@ -19,10 +19,13 @@ MACs for one sample, N = H*W:
     + N*Cs*C (conv_extend)
 BN, ReLU, the 1/N scale and the adds are lower order and not counted.
 
+The final BN's gamma starts at 0 (the authors' code marks that BN "should be zero
+initialized"), so the unit starts as the identity; open_gate starts it at 1.
+
 Deviations from the authors' code (facebookresearch/GloRe, GloRe_Unit): none in the
 arithmetic. The module maps C -> C at the head's width, with mid = C // 4 by default
-(the authors choose num_mid per network). The final BN keeps PyTorch's initialisation
-(gamma 1): the unit has no zero-initialised gate, so open_gate is a no-op.
+(the authors choose num_mid per network). Their code advises normalize=True when the
+input size is not fixed; the default keeps theirs (False).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class GlobalReasoning(nn.Module):
         self.gcn_state = nn.Conv1d(self.states, self.states, 1, bias=False)  # W_s
         self.conv_extend = nn.Conv2d(self.states, channels, 1, bias=False)
         self.blocker = nn.BatchNorm2d(channels, eps=1e-4)
+        nn.init.zeros_(self.blocker.weight)
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """S (B, Cs, N) and P (B, K, N) from one fused 1x1 convolution."""
@@ -75,10 +79,13 @@ class GlobalReasoning(nn.Module):
         return x + self.blocker(self.conv_extend(y))
 
     def open_gate(self) -> None:
-        """No zero-initialised gate: nothing to open."""
+        """Start the final BN's gamma at 1 instead of 0."""
+        with torch.no_grad():
+            self.blocker.weight.fill_(1.0)
 
     def gates(self) -> tuple[nn.Parameter, ...]:
-        return ()
+        """blocker.weight, the final BN's gamma: it starts at 0."""
+        return (self.blocker.weight,)
 
     def macs(self, height: int, width: int) -> int:
         n, c, cs, k = height * width, self.channels, self.states, self.nodes

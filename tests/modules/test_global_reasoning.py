@@ -50,6 +50,7 @@ def test_matches_float64_reference(kw: dict) -> None:
         m.blocker.running_mean.uniform_(-0.5, 0.5)
         m.blocker.running_var.uniform_(0.5, 2.0)
         m.blocker.bias.uniform_(-0.5, 0.5)
+        m.blocker.weight.uniform_(0.5, 1.5)  # gamma starts at 0: make the unit non-trivial
     x = torch.randn(2, 8, 5, 7, dtype=D)
     torch.testing.assert_close(m(x), reference(m, x), rtol=0, atol=1e-10)
     proj = m.attention_maps(x)["projection"]
@@ -61,6 +62,14 @@ def test_defaults_follow_the_authors_ratio() -> None:
     m = GlobalReasoning(512)
     assert (m.states, m.nodes, m.normalize) == (256, 128, False)
     assert m.blocker.eps == 1e-4
+
+
+def test_identity_until_the_gate_opens() -> None:
+    m = GlobalReasoning(8).eval()
+    x = torch.randn(2, 8, 3, 4)
+    assert torch.equal(m(x), x)
+    m.open_gate()
+    assert not torch.allclose(m(x), x)
 
 
 def test_macs_match_flop_counter() -> None:
