@@ -19,11 +19,14 @@ MACs for one sample, N = H*W:
     3*N*C*Ci (t, p, g) + N*Ci (the G dot products) + N*Ci*C/G (z)
 The scaling of t by each group's scalar, GN and the residual are lower order and not counted.
 
+Initialisation as the authors' ResNets do it for the block: t, p, g and z from a
+Gaussian of std 0.01, the GN's weight and bias at 0, so the block starts as the
+identity; open_gate starts the GN's weight at 1.
+
 Deviations from the authors' code (KaiyuYue/cgnl-network.pytorch, SpatialCGNL): none in
-the arithmetic (only the dot-product kernel; their Gaussian and embedded-Gaussian kernels
-by Taylor expansion are not built). GN keeps PyTorch's initialisation (weight 1), as
-theirs: the block has no zero-initialised gate and open_gate is a no-op. It has no
-position-by-position map: attention_maps returns none.
+the arithmetic (only the dot-product kernel; their Gaussian RBF kernel by Taylor
+expansion, SpatialCGNLx, is not built). It has no position-by-position map:
+attention_maps returns none.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class CompactNonLocal(nn.Module):
         self.g = nn.Conv2d(channels, ci, 1, bias=False)
         self.z = nn.Conv2d(ci, channels, 1, groups=self.groups, bias=False)
         self.gn = nn.GroupNorm(self.groups, channels)
+        for conv in (self.t, self.p, self.g, self.z):
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+        nn.init.zeros_(self.gn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -72,10 +78,13 @@ class CompactNonLocal(nn.Module):
         return x + self.gn(self.z(y))
 
     def open_gate(self) -> None:
-        """No zero-initialised gate: nothing to open."""
+        """Start the GN's weight at 1 instead of 0."""
+        with torch.no_grad():
+            self.gn.weight.fill_(1.0)
 
     def gates(self) -> tuple[nn.Parameter, ...]:
-        return ()
+        """gn.weight: the authors start it at 0."""
+        return (self.gn.weight,)
 
     def macs(self, height: int, width: int) -> int:
         n, c, ci = height * width, self.channels, self.inter_channels

@@ -40,11 +40,24 @@ def reference(m: CompactNonLocal, x: torch.Tensor) -> torch.Tensor:
 def test_matches_float64_reference(kw: dict) -> None:
     torch.manual_seed(0)
     m = CompactNonLocal(16, **kw).to(D)
-    with torch.no_grad():
+    with torch.no_grad():  # the authors' init (std 0.01, GN weight 0) would hide the block
+        for conv in (m.t, m.p, m.g, m.z):
+            conv.weight.normal_(0.0, 0.3)
         m.gn.weight.uniform_(0.5, 1.5)
         m.gn.bias.uniform_(-0.5, 0.5)
     x = torch.randn(2, 16, 5, 6, dtype=D)
     torch.testing.assert_close(m(x), reference(m, x), rtol=0, atol=1e-10)
+
+
+def test_starts_as_the_identity_with_the_authors_initialisation() -> None:
+    torch.manual_seed(1)
+    m = CompactNonLocal(256)
+    assert not m.gn.weight.any() and not m.gn.bias.any()
+    assert m.t.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    x = torch.randn(2, 256, 3, 4)
+    assert torch.equal(m(x), x)
+    m.open_gate()
+    assert not torch.allclose(m(x), x)
 
 
 def test_groups_fall_back_to_a_common_divisor() -> None:

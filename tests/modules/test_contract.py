@@ -16,7 +16,7 @@ import modules
 NAMES = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
 NAMES += ["cgnl", "glore", "ham", "latentgnn", "psa"]
 # Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
-GATED = {"nonlocal", "a2", "ccnet", "danet", "ema", "glore", "latentgnn"}
+GATED = {"nonlocal", "a2", "ccnet", "danet", "ema", "cgnl", "glore", "latentgnn"}
 # Small settings keep the suite fast; everything not named here keeps its default.
 KWARGS: dict[str, dict[str, object]] = {
     "ema": {"bases": 8},
@@ -200,7 +200,7 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
     if name in GATED:
         assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
         # Their closed gate makes the block the identity.
-        if name in ("nonlocal", "a2", "ccnet", "glore", "latentgnn"):
+        if name in ("nonlocal", "a2", "ccnet", "cgnl", "glore", "latentgnn"):
             assert torch.equal(before, x)
             assert not torch.allclose(after, x)
     else:
