@@ -16,6 +16,7 @@ from torch import nn
 
 from .adaptive_pyramid_context import AdaptivePyramidContext
 from .asymmetric_non_local import AsymmetricNonLocal
+from .compact_non_local import CompactNonLocal
 from .criss_cross import CrissCrossAttention
 from .disentangled_non_local import DisentangledNonLocal
 from .double_attention import DoubleAttention
@@ -24,10 +25,14 @@ from .dynamic_filters import DynamicFilters
 from .em_attention import EMAUnit
 from .global_context import GlobalContext
 from .global_pool import GlobalPool
+from .global_reasoning import GlobalReasoning
+from .hamburger import Hamburger
 from .identity import Identity
 from .interlaced import InterlacedSparseAttention
+from .latent_graph import LatentGNN
 from .non_local import NonLocal
 from .object_context import ObjectContext
+from .point_wise_attention import PointwiseSpatialAttention
 
 
 @runtime_checkable
@@ -97,6 +102,11 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "dnl": DisentangledNonLocal,
     "gc": GlobalContext,
     "ocr": ObjectContext,
+    "cgnl": CompactNonLocal,
+    "glore": GlobalReasoning,
+    "ham": Hamburger,
+    "latentgnn": LatentGNN,
+    "psa": PointwiseSpatialAttention,
 }
 
 
@@ -135,6 +145,7 @@ __all__ = [
     "REGISTRY",
     "AdaptivePyramidContext",
     "AsymmetricNonLocal",
+    "CompactNonLocal",
     "ContextModule",
     "CrissCrossAttention",
     "DisentangledNonLocal",
@@ -144,10 +155,14 @@ __all__ = [
     "EMAUnit",
     "GlobalContext",
     "GlobalPool",
+    "GlobalReasoning",
+    "Hamburger",
     "Identity",
     "InterlacedSparseAttention",
+    "LatentGNN",
     "NonLocal",
     "ObjectContext",
+    "PointwiseSpatialAttention",
     "available",
     "build",
     "hyper_parameters",

@@ -36,8 +36,9 @@ MACs for one sample, N = H*W:
       cheaper order)
 Softmax, the biases and the residual sum are lower order and not counted.
 
-Deviations: no official PyTorch code exists; this follows the paper's
-equations. The softmax of the gather runs over positions, per sample and per
+Deviations: A2Net has no code by its authors (the GitHub account of its first
+author, Yunpeng Chen, cypw, has none); only third-party versions exist, so this
+follows the paper's equations. The softmax of the gather runs over positions, per sample and per
 channel of B (several public copies normalise over channels or the batch).
 W is zero-initialised (the paper does not say) so the block is the identity
 at initialisation.

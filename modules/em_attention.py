@@ -12,7 +12,13 @@ Li, Zhong, Wu, Yang, Lin, Liu (arXiv 1907.13426).
     out    = ReLU(x_in + BN(conv2(ReLU(x~))))   conv2: 1x1 C -> C, no bias (BN follows)
 
 Defaults: bases K=64, stages T=3, eval_stages=None (same as stages), momentum 0.1,
-temperature lambda=1.0, l2_norm=True; eps = 1e-6 (normalisations as official).
+temperature lambda=1.0, l2_norm=True, bn_momentum=0.1; eps = 1e-6 (normalisations
+as official).
+
+bn_momentum is the momentum of the BN after conv2 (PyTorch's convention: the weight
+of the new batch statistics). The official code builds every BN, this one included,
+with momentum 3e-4 (settings.BN_MOM); bn_momentum=3e-4 reproduces it, the default
+keeps PyTorch's 0.1 (as mmseg's EMAHead does).
 
 Bases maintenance, training mode only: after the forward pass
     mu0 <- (1 - m) mu0 + m * l2norm(mean over the batch of mu_T)
@@ -45,7 +51,11 @@ Deviations from the official code (XiaLiPKU/EMANet):
   gathers all samples on one device instead).
 - after the moving average the bases are L2-normalised again, so they stay
   unit-norm per basis (SPEC, mmseg and the official code leave the mix, of
-  norm <= 1, as it is; with m = 0.1 the two differ by a per-basis scale).
+  norm <= 1, as it is). After one update the two differ by a per-basis scale only;
+  over more updates they drift apart: in a float64 check against the official code
+  (20 steps, m = 0.1) its bases shrank to norms 0.67-0.82 and the smallest per-basis
+  cosine between the two fell to 0.94.
+- the BN after conv2 uses bn_momentum 0.1 by default (official: 3e-4, see above).
 - the moving average lives in the module (official: in train.py), with
   momentum m = 0.1 meaning the weight of the new estimate (official EM_MOM 0.9
   is the weight of the old one: the same update).
@@ -100,6 +110,7 @@ class EMAUnit(nn.Module):
         momentum: float = 0.1,
         temperature: float = 1.0,
         l2_norm: bool = True,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         if bases < 1:
@@ -117,7 +128,7 @@ class EMAUnit(nn.Module):
         self.l2_norm = l2_norm
         self.conv1 = nn.Conv2d(channels, channels, 1)
         self.conv2 = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
+        self.bn = nn.BatchNorm2d(channels, momentum=bn_momentum)
         # Kaiming-normal over fan-out, as the official unit initialises its convs.
         for conv in (self.conv1, self.conv2):
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / channels))
@@ -151,10 +162,8 @@ class EMAUnit(nn.Module):
     def _em(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns x~ (B, C, N), mu_T (B, C, K) and the last z (B, N, K), all without grad."""
         with torch.no_grad():
-            # conv1 follows the caller's autocast like every other convolution. A float32
-            # one in a bf16 network is the only place where cudnn.benchmark can try float32
-            # FFT algorithms, whose workspace would hold C * C * H * (W / 2 + 1) complex values
-            # (4.4 GB at C = 512, 64x64): the suspected cause of EMA's peak (not yet measured).
+            # conv1 follows the caller's autocast like every other convolution (no float32
+            # convolution inside a bf16 network).
             feat = self.conv1(x_in)
         with torch.no_grad(), torch.autocast(x_in.device.type, enabled=False):
             dtype = torch.promote_types(feat.dtype, torch.float32)

@@ -7,11 +7,20 @@ Paper: "Non-local Neural Networks", Wang, Girshick, Gupta, He (arXiv 1711.07971)
     y_i  = sum_j a_ij g_j
     out  = x + BN(W_z y),   W_z: 1x1 Ci -> C without bias, BN gamma initialised to 0
 
-Defaults: reduction=2, use_scale=True, sub_sample=False, use_sdpa=True.
+Defaults: reduction=2, use_scale=True, sub_sample=False, pool_input=False,
+init_std=None, use_sdpa=True.
 
 sub_sample applies a 2x2 max-pool with stride 2 to phi(x) and g(x) (the keys and
-values). The pool uses ceil_mode, so an odd last row or column forms its own
-window and sides of length 1 work: Nk = ceil(H/2) * ceil(W/2) keys.
+values), as mmcv and the AlexHex7 port do. The pool uses ceil_mode, so an odd last
+row or column forms its own window and sides of length 1 work:
+Nk = ceil(H/2) * ceil(W/2) keys. pool_input=True (with sub_sample) pools the block
+*input* instead and runs phi and g on the pooled map, as the authors' Caffe2 original
+does (USE_MAXPOOL = True by default there); max-pooling does not commute with a 1x1
+convolution, so the two are different functions of x.
+
+init_std=None keeps PyTorch's default initialisation of theta, phi, g and W_z;
+init_std=0.01 initialises them as the Caffe2 original: Gaussian weights of that
+standard deviation and zero biases.
 
 Two implementations of one function, chosen by use_sdpa:
 - True (default): torch.nn.functional.scaled_dot_product_attention on 4-D
@@ -27,29 +36,30 @@ Two implementations of one function, chosen by use_sdpa:
   is Ci = C // reduction (256 for C = 512); sub_sample changes only the key
   count Nk. The CUDA facts are PyTorch's, not measured here.
 - False: the explicit N x Nk attention matrix, the form `attention_maps` uses.
-The default is measured (tests/benchmarks/sdpa_choice.py and sdpa_memory.py, CPU,
-torch 2.13, train step at batch 2, C = 256): in float32 SDPA took 0.66-0.99 of the
-explicit path's time from 16 x 16 to 65 x 65, with and without sub_sample, and
-forward + backward at (1, 64, 128, 128) peaked at 26 MiB against 3082 MiB. Under
-bf16 autocast on CPU it was faster from 48 x 48 without sub_sample (0.76-0.80) but
-up to 1.3x slower at 16 x 16 - 32 x 32 or with sub_sample; attnbench trains in
-float32 on CPU and uses bf16 only on CUDA, where the fused kernels apply.
-The scale is always passed to SDPA explicitly, so use_scale=False means scale 1.0
-there as well; the explicit path multiplies the queries by it (an N x Ci product
-instead of an N x Nk one).
+Why SDPA is the default (time and memory against the explicit path): see
+tests/benchmarks/sdpa_choice.py and sdpa_memory.py. The scale is always passed to
+SDPA explicitly, so use_scale=False means scale 1.0 there as well; the explicit path
+multiplies the queries by it (an N x Ci product instead of an N x Nk one).
 
 MACs for one sample, N = H*W, Nk = N (or ceil(H/2)*ceil(W/2) with sub_sample):
     3*N*C*Ci (theta, phi, g as one 1x1 conv; the pool follows it) + 2*N*Nk*Ci (theta^T phi, a g)
     + N*Ci*C (W_z)
-The max-pool, softmax and BN are lower order and not counted.
+with pool_input, phi and g run on the Nk pooled positions: N*C*Ci + 2*Nk*C*Ci in place
+of 3*N*C*Ci. The max-pool, softmax and BN are lower order and not counted.
 
-Deviations from the official code (Caffe2 video-nonlocal-net) and from mmcv's
-NonLocal2d:
-- use_scale defaults to True (mmcv's default); the original has no scale.
-- the sub-sampling pool uses ceil_mode (mmcv pools with floor mode, which drops
-  an odd last row/column and fails on a side of length 1).
-- the block ends with BN whose gamma starts at 0 (the paper's zero-init
-  variant), so the block is the identity at initialisation.
+What the originals do, and where this block differs:
+- the scale: the authors' Caffe2 original (video-nonlocal-net) scales by Ci^-0.5
+  (USE_SCALE = True in all its shipped configs), as mmcv's NonLocal2d does; only the
+  popular third-party port (AlexHex7) has no scale. use_scale=False reproduces it.
+- the block ends with BN whose gamma starts at 0, as in the Caffe2 original
+  (BN_INIT_GAMMA = 0): the block is the identity at initialisation.
+- sub-sampling: the Caffe2 original pools the input (pool_input=True); mmcv and
+  AlexHex7 pool phi(x) and g(x) (the default here). mmcv pools with floor mode,
+  which drops an odd last row/column and fails on a side of length 1; this block
+  uses ceil_mode in both places.
+- initialisation: the Caffe2 original's Gaussian(0.01) with zero biases is
+  init_std=0.01 (mmcv's NonLocal2d draws theta, phi and g the same way); the default
+  keeps PyTorch's.
 """
 
 from __future__ import annotations
@@ -76,15 +86,20 @@ class NonLocal(nn.Module):
         reduction: int = 2,
         use_scale: bool = True,
         sub_sample: bool = False,
+        pool_input: bool = False,
+        init_std: float | None = None,
         use_sdpa: bool = True,
     ) -> None:
         super().__init__()
         if reduction < 1:
             raise ValueError(f"reduction must be >= 1, got {reduction}")
+        if pool_input and not sub_sample:
+            raise ValueError("pool_input=True chooses where sub_sample pools: set sub_sample=True")
         self.channels = channels
         self.inter_channels = max(channels // reduction, 1)
         self.use_scale = use_scale
         self.sub_sample = sub_sample
+        self.pool_input = pool_input
         self.use_sdpa = use_sdpa
         ci = self.inter_channels
         self.theta = nn.Conv2d(channels, ci, 1)
@@ -93,6 +108,11 @@ class NonLocal(nn.Module):
         self.out_conv = nn.Conv2d(ci, channels, 1, bias=False)
         self.out_bn = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.out_bn.weight)
+        if init_std is not None:  # the Caffe2 original's initialisation
+            for conv in (self.theta, self.phi, self.g, self.out_conv):
+                nn.init.normal_(conv.weight, 0.0, init_std)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
 
     @property
     def scale(self) -> float:
@@ -106,6 +126,8 @@ class NonLocal(nn.Module):
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (B, 1, N, Ci), k and v (B, 1, Nk, Ci), position-major with unit stride on Ci."""
         ci = self.inter_channels
+        if self.pool_input:
+            return self._qkv_pooled_input(x)
         # theta, phi and g read x once as one conv: one GEMM, one input gradient.
         weight = torch.cat([self.theta.weight, self.phi.weight, self.g.weight])
         bias = torch.cat([self.theta.bias, self.phi.bias, self.g.bias])
@@ -114,6 +136,14 @@ class NonLocal(nn.Module):
             return _positions_first(proj).split(ci, dim=-1)
         k, v = _positions_first(self._pool(proj[:, ci:])).split(ci, dim=-1)
         return _positions_first(proj[:, :ci]), k, v
+
+    def _qkv_pooled_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Caffe2 original's order: phi and g on the 2x2 max-pooled input."""
+        pooled = self._pool(x)  # (B, C, ceil(H/2), ceil(W/2))
+        weight = torch.cat([self.phi.weight, self.g.weight])
+        bias = torch.cat([self.phi.bias, self.g.bias])
+        k, v = _positions_first(F.conv2d(pooled, weight, bias)).split(self.inter_channels, -1)
+        return _positions_first(self.theta(x)), k, v
 
     def _weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         # Scaling the queries costs N x Ci multiplies; scaling the product would cost
@@ -144,7 +174,8 @@ class NonLocal(nn.Module):
         n = height * width
         nk = -(-height // 2) * -(-width // 2) if self.sub_sample else n
         c, ci = self.channels, self.inter_channels
-        return 3 * n * c * ci + 2 * n * nk * ci + n * ci * c
+        projections = (n + 2 * nk) * c * ci if self.pool_input else 3 * n * c * ci
+        return projections + 2 * n * nk * ci + n * ci * c
 
     @torch.no_grad()
     def attention_maps(

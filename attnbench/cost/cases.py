@@ -146,7 +146,8 @@ def count_rows(
     add(row(case, env, "macs_matrix", count.matrix, "MACs", FVCORE + "; convs and matrix products"))
     add(row(case, env, "macs_other", count.other, "MACs", FVCORE + "; softmax, norms, elementwise"))
     add(row(case, env, "unsupported_ops", sum(count.unsupported.values()), "ops", FVCORE))
-    formula = context.macs(case.height, case.width) * case.batch
+    with eval_mode(model):  # the mode fvcore counts (Hamburger's step count depends on it)
+        formula = context.macs(case.height, case.width) * case.batch
     name = "macs_formula" if case.scope == "module" else "macs_module_formula"
     add(row(case, env, name, formula, "MACs", "the module's docstring formula, macs(h, w)"))
     return count.total

@@ -380,7 +380,9 @@ def flop_counter_count(
     uncovered = sorted(
         str(op)
         for op in recorder.seen
-        if op not in registry and any(h in str(op).split(".")[-1] for h in _MATRIX_HINTS)
+        if op not in registry
+        and any(h in str(op).split(".")[-1] for h in _MATRIX_HINTS)
+        and not str(op).split(".")[-1].startswith("upsample")  # bilinear: interpolation
     )
     return CounterCount(macs=counter.get_total_flops() // 2, uncovered=tuple(uncovered))
 

@@ -9,6 +9,7 @@ order of the public pure-PyTorch version most people lift:
 - danet:    mmseg 1.x `DAHead`'s PAM and CAM, then the two branch conv-BN-ReLUs, summed;
 - isa:      mmseg 1.x `ISAHead` between its input conv and classifier;
 - ema:      mmseg 1.x `EMAHead`'s mid conv, `EMAModule` and out conv with the residual;
+- psa, ham:  mmseg 1.x `PSAHead` and `LightHamHead`'s Hamburger (peers_psa_ham.py);
 - a2:       no mmcv/mmseg version exists; the paper's equations in their order, in the
             fastest form found for that order (see a2_peer).
 
@@ -25,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 from peers_mmseg_heads import MMSEG_HEAD_PEERS
+from peers_psa_ham import ham_peer, psa_peer
 from torch import nn
 
 
@@ -176,4 +178,6 @@ PEERS = {
     "danet": danet_peer,
     "ema": ema_peer,
     **MMSEG_HEAD_PEERS,  # the newer modules' peers (peers_mmseg_heads.py)
+    "ham": ham_peer,
+    "psa": psa_peer,
 }

@@ -31,6 +31,8 @@ C = 512
 # Modules whose elementwise work is of the order of their matrix work (see below).
 LIGHT = {"pool", "gc"}
 SIZES = [(33, 33), (65, 65)]
+# Share of the total the elementwise work may take (see below); 1% unless named here.
+ELEMENTWISE_SHARE = {"latentgnn": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +57,19 @@ def test_count_matches_formula_and_flop_counter(built, name, size) -> None:
     h, w = size
     x = torch.randn(1, C, h, w)
     count = count_macs(module, x)
-    formula = module.macs(h, w)
+    with eval_mode(module):  # the mode count_macs traces in
+        formula = module.macs(h, w)
     assert count.unsupported == {}, f"{name}: ops without a handle: {count.unsupported}"
     if formula == 0:
         assert count.total == 0
         return
     # pool's mean and add (2 N C elementwise) outweigh its C^2 conv, and gc's broadcast add
-    # (N C) is half its 2 N C matrix work: only the other modules have elementwise work
-    # under 1% of the total.
+    # (N C) is half its 2 N C matrix work; latentgnn's matrix work is light (Ci = C/4,
+    # d = 100 latent nodes), so its BN and L2 norms reach 1.3%. The other attention
+    # modules have elementwise work under 1% of the total.
+    share = ELEMENTWISE_SHARE.get(name, 0.01)
     if name not in LIGHT:
-        assert abs(count.total - formula) <= 0.01 * formula, (name, count.total, formula)
+        assert abs(count.total - formula) <= share * formula, (name, count.total, formula)
     # The formula counts exactly the matrix part; nothing may be missing or extra there.
     assert count.matrix == pytest.approx(formula, rel=1e-6), (name, count.by_op)
     # torch's counter misses SDPA's CPU kernel (the nonlocal default): it counts the
@@ -72,7 +77,7 @@ def test_count_matches_formula_and_flop_counter(built, name, size) -> None:
     reference = flop_counter_count(_without_sdpa(module), x)
     assert not reference.uncovered, (name, reference.uncovered)
     if name not in LIGHT:  # torch's counter skips the elementwise ops, as fvcore's default does
-        assert abs(count.total - reference.macs) <= 0.01 * reference.macs
+        assert abs(count.total - reference.macs) <= share * reference.macs
     assert count.matrix == reference.macs, (name, count.by_op, reference.macs)
 
 

@@ -17,8 +17,14 @@ NAMES = list(modules.available())
 SIX_AND_CONTROLS = ["none", "nonlocal", "a2", "ccnet", "isa", "danet", "ema", "pool"]
 # Modules whose paper initialises a gate to zero (a BN scale, a scalar or a conv).
 GATED = {"nonlocal", "a2", "ccnet", "danet", "ema", "ann", "dnl", "gc"}
+GATED |= {"cgnl", "glore", "latentgnn"}
 # Small settings keep the suite fast; everything not named here keeps its default.
-KWARGS: dict[str, dict[str, object]] = {"ema": {"bases": 8}}
+KWARGS: dict[str, dict[str, object]] = {
+    "ema": {"bases": 8},
+    "ham": {"rank": 8},
+    "latentgnn": {"latent_dim": 12},
+    "psa": {"mask_size": (9, 9)},
+}
 MODULE_DIR = Path(modules.__file__).parent
 
 # Training-mode BN refuses one value per channel, so (1, C, 1, 1) runs in eval mode only.
@@ -63,7 +69,8 @@ def _frozen_names(module: nn.Module) -> set[str]:
 
 def test_available_lists_the_seven_modules_the_pool_control_then_the_zoo() -> None:
     assert modules.available()[:8] == SIX_AND_CONTROLS
-    assert {"ann", "apc", "dm", "dnl", "gc", "ocr"} <= set(modules.available()[8:])
+    zoo = {"ann", "apc", "dm", "dnl", "gc", "ocr", "cgnl", "glore", "ham", "latentgnn", "psa"}
+    assert set(modules.available()[8:]) == zoo
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -155,6 +162,11 @@ EXPECTED_MAPS = {
     "dnl": {"pairwise": 1, "unary": 1},
     "gc": {"pooling": 1},
     "ocr": {"object": 1, "regions": "K"},
+    "cgnl": {},
+    "glore": {"projection": "K"},
+    "ham": {"coefficients": "R"},
+    "latentgnn": {"visible_to_latent": "d"},
+    "psa": {"collect": 1, "distribute": 1},
 }
 
 
@@ -197,7 +209,7 @@ def test_open_gate_opens_exactly_the_zero_initialised_gates(name: str) -> None:
     if name in GATED:
         assert not torch.allclose(before, after), f"{name}: open_gate changed nothing"
         # Their closed gate makes the block the identity.
-        if name in ("nonlocal", "a2", "ccnet", "dnl", "gc"):
+        if name in ("nonlocal", "a2", "ccnet", "dnl", "gc", "cgnl", "glore", "latentgnn"):
             assert torch.equal(before, x)
             assert not torch.allclose(after, x)
     else:

@@ -228,3 +228,15 @@ def test_distributed_update_averages_over_ranks(tmp_path: pathlib.Path) -> None:
     mom = 0.1
     expected = _l2((1 - mom) * r0["mu0"][0] + mom * _l2((r0["mean"] + r1["mean"]) / 2))[None]
     torch.testing.assert_close(r0["mu"], expected, rtol=0, atol=1e-12)
+
+
+def test_bn_momentum_sets_the_output_bn_like_the_official_code() -> None:
+    assert EMAUnit(8, bases=4).bn.momentum == 0.1
+    m = EMAUnit(8, bases=4, bn_momentum=3e-4).to(D).train()
+    assert m.bn.momentum == 3e-4
+    torch.manual_seed(8)
+    x = torch.randn(2, 8, 3, 4, dtype=D)
+    rec = reference_em(copy.deepcopy(m), x, 3)[0].clamp_min(0)
+    batch_mean = torch.einsum("oc,bchw->o", _mat(m.conv2), rec) / (2 * 3 * 4)
+    m(x)
+    torch.testing.assert_close(m.bn.running_mean, 3e-4 * batch_mean, rtol=0, atol=1e-12)

@@ -21,7 +21,7 @@ def _w(conv: torch.nn.Conv2d) -> torch.Tensor:
 
 
 def _pool2x2(t: torch.Tensor) -> torch.Tensor:
-    """(Ci, H, W) -> (Ci, ceil(H/2)*ceil(W/2)): max over each 2x2 window, partial at edges."""
+    """(c, H, W) -> (Ci, ceil(H/2)*ceil(W/2)): max over each 2x2 window, partial at edges."""
     _, h, w = t.shape
     cells = [
         t[:, i : i + 2, j : j + 2].amax(dim=(1, 2)) for i in range(0, h, 2) for j in range(0, w, 2)
@@ -39,9 +39,10 @@ def reference(m: NonLocal, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     for xb in x.to(D):
         xf = xb.reshape(c, h * w)  # (C, N)
         theta = _w(m.theta) @ xf + m.theta.bias.detach().to(D)[:, None]  # (Ci, N)
-        phi = _w(m.phi) @ xf + m.phi.bias.detach().to(D)[:, None]  # (Ci, N)
-        g = _w(m.g) @ xf + m.g.bias.detach().to(D)[:, None]  # (Ci, N)
-        if m.sub_sample:
+        kv_in = _pool2x2(xb.to(D)) if m.pool_input else xf  # Caffe2: pool the input
+        phi = _w(m.phi) @ kv_in + m.phi.bias.detach().to(D)[:, None]  # (Ci, N or Nk)
+        g = _w(m.g) @ kv_in + m.g.bias.detach().to(D)[:, None]
+        if m.sub_sample and not m.pool_input:
             phi = _pool2x2(phi.reshape(ci, h, w))  # (Ci, Nk)
             g = _pool2x2(g.reshape(ci, h, w))
         e = (theta.t() @ phi) * s  # (N, Nk)
@@ -78,10 +79,38 @@ def test_matches_float64_reference(sub_sample: bool, use_scale: bool, use_sdpa: 
     torch.testing.assert_close(m(x), expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("use_sdpa", [False, True])
+def test_pool_input_matches_float64_reference(use_sdpa: bool) -> None:
+    torch.manual_seed(6)
+    m = _randomised(sub_sample=True, pool_input=True, use_sdpa=use_sdpa)
+    x = torch.randn(2, 8, 5, 7, dtype=D)
+    torch.testing.assert_close(m(x), reference(m, x)[0], rtol=0, atol=1e-10)
+    # Pooling before phi and g is another function than pooling after them.
+    after = _randomised(sub_sample=True, use_sdpa=use_sdpa)
+    after.load_state_dict(m.state_dict())
+    assert not torch.allclose(after(x), m(x))
+
+
+def test_pool_input_needs_sub_sample() -> None:
+    with pytest.raises(ValueError, match="sub_sample"):
+        NonLocal(8, pool_input=True)
+
+
+def test_init_std_is_the_caffe2_initialisation() -> None:
+    torch.manual_seed(7)
+    m = NonLocal(256, init_std=0.01)
+    for conv in (m.theta, m.phi, m.g, m.out_conv):
+        assert conv.weight.std().item() == pytest.approx(0.01, rel=0.05)
+        assert conv.bias is None or not conv.bias.any()
+    default = NonLocal(256)
+    assert default.theta.bias.any() and default.theta.weight.std().item() > 0.02
+
+
 @pytest.mark.parametrize("size", [(1, 1), (1, 6), (5, 1), (3, 3)])
-def test_sub_sample_on_thin_inputs(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("pool_input", [False, True])
+def test_sub_sample_on_thin_inputs(size: tuple[int, int], pool_input: bool) -> None:
     torch.manual_seed(1)
-    m = _randomised(sub_sample=True)
+    m = _randomised(sub_sample=True, pool_input=pool_input)
     x = torch.randn(2, 8, *size, dtype=D)
     torch.testing.assert_close(m(x), reference(m, x)[0], rtol=0, atol=1e-10)
 
@@ -135,16 +164,17 @@ def test_attention_maps(sub_sample: bool) -> None:
     torch.testing.assert_close(default, m.attention_maps(x, (2, 3))["attention"])
 
 
-@pytest.mark.parametrize("sub_sample", [False, True])
-def test_macs_match_flop_counter(sub_sample: bool) -> None:
+@pytest.mark.parametrize("sub_sample,pool_input", [(False, False), (True, False), (True, True)])
+def test_macs_match_flop_counter(sub_sample: bool, pool_input: bool) -> None:
     # torch's counter does not see SDPA's CPU kernel: count the explicit form of the block.
-    m = NonLocal(16, reduction=4, sub_sample=sub_sample, use_sdpa=False).eval()
+    m = NonLocal(16, reduction=4, sub_sample=sub_sample, pool_input=pool_input, use_sdpa=False)
     x = torch.randn(1, 16, 7, 5)
     with FlopCounterMode(display=False) as counter:
-        m(x)
+        m.eval()(x)
     assert counter.get_total_flops() == 2 * m.macs(7, 5)
     nk = math.ceil(7 / 2) * math.ceil(5 / 2) if sub_sample else 35
-    assert m.macs(7, 5) == 3 * 35 * 16 * 4 + 2 * 35 * nk * 4 + 35 * 4 * 16
+    projections = (35 + 2 * nk) * 16 * 4 if pool_input else 3 * 35 * 16 * 4
+    assert m.macs(7, 5) == projections + 2 * 35 * nk * 4 + 35 * 4 * 16
 
 
 def test_sdpa_is_the_default() -> None:
