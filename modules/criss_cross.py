@@ -96,7 +96,10 @@ class CrissCrossAttention(nn.Module):
         diagonal = torch.eye(height, dtype=torch.bool, device=q.device).view(height, 1, height)
         energy_col = energy_col.masked_fill(diagonal, float("-inf"))
         weights = torch.softmax(torch.cat([energy_col, energy_row], dim=-1), dim=-1)
-        return weights[..., :height], weights[..., height:]
+        # split, not two slices: its backward concatenates the two gradients, where each
+        # slice's backward would write its gradient into a fresh zero-filled tensor.
+        col, row = weights.split([height, weights.shape[-1] - height], dim=-1)
+        return col, row
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._project(x)

@@ -75,12 +75,25 @@ def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
+def labels_at(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) labels at (h, w): each output pixel takes the label under its centre
+    (nearest-exact; at an integer stride s, labels[:, s // 2 :: s, s // 2 :: s])."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    sampled = F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")
+    return sampled[:, 0].to(labels.dtype)  # (B, h, w)
+
+
 def segmentation_loss(
     outputs: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float
 ) -> torch.Tensor:
-    loss = F.cross_entropy(outputs["out"], labels, ignore_index=IGNORE_INDEX)
+    """Cross-entropy of each output against the labels at that output's resolution."""
+    out = outputs["out"]
+    loss = F.cross_entropy(out, labels_at(labels, out.shape[-2:]), ignore_index=IGNORE_INDEX)
     if "aux" in outputs:
-        aux = F.cross_entropy(outputs["aux"], labels, ignore_index=IGNORE_INDEX)
+        aux_out = outputs["aux"]
+        aux_labels = labels_at(labels, aux_out.shape[-2:])
+        aux = F.cross_entropy(aux_out, aux_labels, ignore_index=IGNORE_INDEX)
         loss = loss + aux_weight * aux
     return loss
 
@@ -94,12 +107,15 @@ def train_one_iteration(
     lr: float,
     aux_weight: float,
     amp: bool = False,
+    resolution: str = "input",
 ) -> torch.Tensor:
-    """One SGD step at learning rate `lr`; returns the (detached) loss of the batch."""
+    """One SGD step at learning rate `lr`; returns the (detached) loss of the batch. The
+    loss is taken at the input's resolution, or with resolution "head" at the heads'."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(images.device, amp):
-        outputs = model(images)  # {"out": (B, K, H, W), "aux": (B, K, H, W)}
+        # {"out": (B, K, H, W), "aux": ...}, or at the heads' (h, w) with resolution "head"
+        outputs = model(images, upsample=False) if resolution == "head" else model(images)
         loss = segmentation_loss(outputs, labels, aux_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -268,7 +284,14 @@ def train_step(
     lr = poly_lr(t.lr, state.iteration, t.iterations, t.poly_power)
     aux_weight = run.cfg.model.head.aux_weight
     loss = train_one_iteration(
-        wrapped, optimizer, images, labels, lr=lr, aux_weight=aux_weight, amp=t.amp
+        wrapped,
+        optimizer,
+        images,
+        labels,
+        lr=lr,
+        aux_weight=aux_weight,
+        amp=t.amp,
+        resolution=t.loss_resolution,
     )
     state.loss_sum = state.loss_sum + loss.float()
     state.loss_count += 1
