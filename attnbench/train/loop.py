@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -33,7 +32,6 @@ from ..data.device_batches import (
     release_device_copy,
     resident_fits,
 )
-from ..data.transforms import IGNORE_INDEX
 from ..env import autocast
 from ..experiment.config import ExperimentConfig
 from ..experiment.plan import Run
@@ -41,6 +39,7 @@ from ..progress import Progress, say
 from . import checkpoint
 from .diagnostics import context_figures
 from .evaluate import evaluate
+from .loss import segmentation_loss
 
 
 class Diverged(Exception):
@@ -72,30 +71,11 @@ def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.SGD:
     # Frozen parameters (e.g. EMA's conv1) get no update and no weight decay.
     params = [p for p in model.parameters() if p.requires_grad]
     t = cfg.train
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-
-
-def labels_at(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, H, W) labels at (h, w): each output pixel takes the label under its centre
-    (nearest-exact; at an integer stride s, labels[:, s // 2 :: s, s // 2 :: s])."""
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels
-    sampled = F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")
-    return sampled[:, 0].to(labels.dtype)  # (B, h, w)
-
-
-def segmentation_loss(
-    outputs: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float
-) -> torch.Tensor:
-    """Cross-entropy of each output against the labels at that output's resolution."""
-    out = outputs["out"]
-    loss = F.cross_entropy(out, labels_at(labels, out.shape[-2:]), ignore_index=IGNORE_INDEX)
-    if "aux" in outputs:
-        aux_out = outputs["aux"]
-        aux_labels = labels_at(labels, aux_out.shape[-2:])
-        aux = F.cross_entropy(aux_out, aux_labels, ignore_index=IGNORE_INDEX)
-        loss = loss + aux_weight * aux
-    return loss
+    # foreach: one kernel per update op over all tensors, also on CPU, where the default
+    # loops over them in Python; the same updates, bit for bit.
+    return torch.optim.SGD(
+        params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True
+    )
 
 
 def train_one_iteration(
@@ -283,16 +263,8 @@ def train_step(
     t = run.cfg.train
     lr = poly_lr(t.lr, state.iteration, t.iterations, t.poly_power)
     aux_weight = run.cfg.model.head.aux_weight
-    loss = train_one_iteration(
-        wrapped,
-        optimizer,
-        images,
-        labels,
-        lr=lr,
-        aux_weight=aux_weight,
-        amp=t.amp,
-        resolution=t.loss_resolution,
-    )
+    step = {"lr": lr, "aux_weight": aux_weight, "amp": t.amp, "resolution": t.loss_resolution}
+    loss = train_one_iteration(wrapped, optimizer, images, labels, **step)
     state.loss_sum = state.loss_sum + loss.float()
     state.loss_count += 1
     state.iteration += 1

@@ -19,13 +19,8 @@ from attnbench.experiment.config import BackboneConfig, HeadConfig, ModelConfig
 from attnbench.model.segmenter import build_model
 from attnbench.train import checkpoint
 from attnbench.train.evaluate import evaluate, predict
-from attnbench.train.loop import (
-    build_optimizer,
-    labels_at,
-    poly_lr,
-    segmentation_loss,
-    train_one_iteration,
-)
+from attnbench.train.loop import build_optimizer, poly_lr, train_one_iteration
+from attnbench.train.loss import labels_at, segmentation_loss
 
 
 def test_poly_lr() -> None:
