@@ -88,7 +88,7 @@ class CrissCrossAttention(nn.Module):
         query (h, w) the column part indexes the key row g, the row part the
         key column v. The two parts of one query sum to 1 together.
         """
-        height = q.shape[2]
+        height, width = q.shape[2], q.shape[3]
         energy_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # (B, H, W, H)
         energy_row = torch.einsum("bchw,bchv->bhwv", q, k)  # (B, H, W, W)
         # The centre already sits in its row; masking it in the column keeps it counted once.
@@ -98,7 +98,7 @@ class CrissCrossAttention(nn.Module):
         weights = torch.softmax(torch.cat([energy_col, energy_row], dim=-1), dim=-1)
         # split, not two slices: its backward concatenates the two gradients, where each
         # slice's backward would write its gradient into a fresh zero-filled tensor.
-        col, row = weights.split([height, weights.shape[-1] - height], dim=-1)
+        col, row = weights.split([height, width], dim=-1)
         return col, row
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
