@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from . import allocator
 from .errors import UserError, one_line
 
 Setup = Callable[[argparse.ArgumentParser], None]
@@ -65,6 +66,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    allocator.keep_freed_memory()  # before torch allocates (see allocator.py)
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(chosen).parse_args(argv)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import allocator
 from .distributed import DistInfo
 from .errors import UserError
 
@@ -157,6 +158,7 @@ def environment(device: torch.device, info: DistInfo, seed: int, amp: bool) -> d
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "usable_cores": usable_cores(),
         "interop_threads": torch.get_num_interop_threads(),
+        "malloc": allocator.setting(),
         "world_size": info.world_size,
         "rank": info.rank,
         "amp_dtype": "bfloat16" if cuda and amp else None,

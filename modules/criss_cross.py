@@ -88,7 +88,7 @@ class CrissCrossAttention(nn.Module):
         query (h, w) the column part indexes the key row g, the row part the
         key column v. The two parts of one query sum to 1 together.
         """
-        height = q.shape[2]
+        height, width = q.shape[2], q.shape[3]
         energy_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # (B, H, W, H)
         energy_row = torch.einsum("bchw,bchv->bhwv", q, k)  # (B, H, W, W)
         # The centre already sits in its row; masking it in the column keeps it counted once.
@@ -96,7 +96,10 @@ class CrissCrossAttention(nn.Module):
         diagonal = torch.eye(height, dtype=torch.bool, device=q.device).view(height, 1, height)
         energy_col = energy_col.masked_fill(diagonal, float("-inf"))
         weights = torch.softmax(torch.cat([energy_col, energy_row], dim=-1), dim=-1)
-        return weights[..., :height], weights[..., height:]
+        # split, not two slices: its backward concatenates the two gradients, where each
+        # slice's backward would write its gradient into a fresh zero-filled tensor.
+        col, row = weights.split([height, width], dim=-1)
+        return col, row
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._project(x)

@@ -115,6 +115,11 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, CUDA only
     device: str = _in("auto", DEVICE)  # "auto" | "cpu" | "cuda" | "cuda:N"
     threads: int = _in(0, NON_NEGATIVE)  # 0: from the machine (env.machine_threads)
+    # Where the training loss is taken: "input", the logits upsampled to the image (the
+    # papers' and mmseg's recipe); "head", the logits at the head's resolution against the
+    # labels sampled there (nearest-exact), the probes' recipe (docs/probe-protocol.md).
+    # Evaluation is at the input's resolution either way.
+    loss_resolution: Literal["input", "head"] = "input"
     sync_bn: bool = True  # distributed runs only
 
 

@@ -32,8 +32,10 @@ class Segmenter(nn.Module):
         self.head = head
         self.aux_head = aux_head
 
-    def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = img.shape[-2:]
+    def forward(self, img: torch.Tensor, *, upsample: bool = True) -> dict[str, torch.Tensor]:
+        """Logits at the input's size; with upsample=False at the heads' own resolution
+        (train.loss_resolution: head)."""
+        size = img.shape[-2:] if upsample else None
         c3, c4 = self.backbone(img)
         out = {"out": _upsample(self.head(c4), size)}  # (B, K, H, W)
         if self.training and self.aux_head is not None:
@@ -47,7 +49,9 @@ class Segmenter(nn.Module):
         return self.head.context_input(c4)  # (B, C, h, w)
 
 
-def _upsample(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+def _upsample(logits: torch.Tensor, size: torch.Size | None) -> torch.Tensor:
+    if size is None:
+        return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 

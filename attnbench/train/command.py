@@ -26,6 +26,7 @@ ranks. Only rank 0 writes files and prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from .. import distributed
@@ -45,10 +46,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="skip summary.md, report.md, figures")
     p.add_argument(
         "--jobs",
-        type=int,
-        default=1,
+        type=jobs_option,
+        default="auto",
         metavar="N",
-        help="train N runs at once, each in its own process with 1/N of the CPU cores",
+        help="train N runs at once, each in its own process with 1/N of the CPU cores; "
+        "auto (the default): on a CPU one per core when two runs or more are left, else 1",
     )
     # A --jobs child's runs: their positions in the plan (the parent sets it).
     p.add_argument("--plan-indices", help=argparse.SUPPRESS)
@@ -59,14 +61,18 @@ def command(args: argparse.Namespace) -> int:
     the capability report of a suite last."""
     asked = request(args)
     prepared = prepare(asked, distributed.from_environment())
+    if args.jobs == "auto":
+        auto = dataclasses.replace(asked, jobs=jobs.auto_jobs(prepared))
+        prepared = dataclasses.replace(prepared, request=auto)
+    count = prepared.request.jobs
     if args.dry_run:
         if prepared.info.is_main:
             print(describe_prepared(prepared))
-        if args.jobs > 1:
-            print("\n" + jobs.describe_split(prepared.runs, args.jobs))
+        if count > 1:
+            print("\n" + jobs.describe_split(prepared.runs, count))
         return 0
     report = not args.no_report
-    if args.jobs > 1:
+    if count > 1:
         return _run_in_jobs(prepared, report)
     main = prepared.info.is_main
     with session.process_group(prepared):
@@ -104,6 +110,16 @@ def _run_in_jobs(prepared: Prepared, report: bool) -> int:
     return 0
 
 
+def jobs_option(text: str) -> int | str:
+    """--jobs: "auto" or a whole number (checked by prepare: 1 or more)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {text!r}") from None
+
+
 def request(args: argparse.Namespace) -> Request:
     """The command line as a Request."""
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip()) if args.heads else None
@@ -115,7 +131,7 @@ def request(args: argparse.Namespace) -> Request:
         overrides=tuple(args.overrides),
         heads=heads,
         output_dir=args.output_dir,
-        jobs=args.jobs,
+        jobs=1 if args.jobs == "auto" else args.jobs,
         plan_indices=indices,
         dry_run=args.dry_run,
     )

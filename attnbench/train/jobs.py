@@ -30,7 +30,7 @@ import attnbench
 from .. import env, files, progress
 from ..experiment.layout import DONE, NEW
 from ..experiment.plan import Run
-from ..experiment.prepare import Request
+from ..experiment.prepare import Prepared, Request
 from . import console
 
 POLL_S = 2.0  # how often the parent reads the run folders
@@ -41,6 +41,21 @@ def deal(todo: Sequence[int], jobs: int) -> list[list[int]]:
     """The plan positions of the runs to train, dealt round-robin to at most `jobs` jobs,
     so that each job gets a mix of heads; no job is left empty."""
     return [list(todo[k::jobs]) for k in range(min(jobs, len(todo)))]
+
+
+def auto_jobs(prepared: Prepared) -> int:
+    """`--jobs auto`: on a CPU, one process per core (per train.threads cores when the
+    config pins them), at most one per run left to train. 1 on a GPU, under torchrun, in
+    a --jobs child, or with fewer than two runs left: one process trains them as before.
+    Each process then trains with cores / jobs threads (see threads_per_job)."""
+    if prepared.info.enabled or prepared.request.plan_indices is not None:
+        return 1
+    if any(part.device.type != "cpu" for part in prepared.parts):
+        return 1
+    runs = prepared.runs
+    todo = sum(run.status != DONE for run in runs)
+    pinned = runs[0].cfg.train.threads if runs else 0
+    return max(1, min(todo, env.usable_cores() // max(1, pinned)))
 
 
 def threads_per_job(children: int, pinned: int) -> int:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import PolynomialLR
@@ -35,7 +34,6 @@ from ..data.device_batches import (
     release_device_copy,
     resident_fits,
 )
-from ..data.transforms import IGNORE_INDEX
 from ..env import autocast
 from ..experiment.config import ExperimentConfig
 from ..experiment.plan import Run
@@ -43,6 +41,7 @@ from ..progress import Progress, say
 from . import checkpoint
 from .diagnostics import context_figures
 from .evaluate import evaluate
+from .loss import segmentation_loss
 
 
 class Diverged(Exception):
@@ -85,17 +84,11 @@ def build_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.SGD:
     # Frozen parameters (e.g. EMA's conv1) get no update and no weight decay.
     params = [p for p in model.parameters() if p.requires_grad]
     t = cfg.train
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-
-
-def segmentation_loss(
-    outputs: dict[str, torch.Tensor], labels: torch.Tensor, aux_weight: float
-) -> torch.Tensor:
-    loss = F.cross_entropy(outputs["out"], labels, ignore_index=IGNORE_INDEX)
-    if "aux" in outputs:
-        aux = F.cross_entropy(outputs["aux"], labels, ignore_index=IGNORE_INDEX)
-        loss = loss + aux_weight * aux
-    return loss
+    # foreach: one kernel per update op over all tensors, also on CPU, where the default
+    # loops over them in Python; the same updates, bit for bit.
+    return torch.optim.SGD(
+        params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True
+    )
 
 
 def train_one_iteration(
@@ -107,12 +100,15 @@ def train_one_iteration(
     lr: float,
     aux_weight: float,
     amp: bool = False,
+    resolution: str = "input",
 ) -> torch.Tensor:
-    """One SGD step at learning rate `lr`; returns the (detached) loss of the batch."""
+    """One SGD step at learning rate `lr`; returns the (detached) loss of the batch. The
+    loss is taken at the input's resolution, or with resolution "head" at the heads'."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(images.device, amp):
-        outputs = model(images)  # {"out": (B, K, H, W), "aux": (B, K, H, W)}
+        # {"out": (B, K, H, W), "aux": ...}, or at the heads' (h, w) with resolution "head"
+        outputs = model(images, upsample=False) if resolution == "head" else model(images)
         loss = segmentation_loss(outputs, labels, aux_weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -283,9 +279,8 @@ def train_step(
     optimizer, scheduler = stepping
     lr = scheduler.get_last_lr()[0]
     aux_weight = run.cfg.model.head.aux_weight
-    loss = train_one_iteration(
-        wrapped, optimizer, images, labels, lr=lr, aux_weight=aux_weight, amp=t.amp
-    )
+    step = {"lr": lr, "aux_weight": aux_weight, "amp": t.amp, "resolution": t.loss_resolution}
+    loss = train_one_iteration(wrapped, optimizer, images, labels, **step)
     scheduler.step()
     state.loss_sum = state.loss_sum + loss.float()
     state.loss_count += 1

@@ -30,7 +30,8 @@ from attnbench.experiment.config import load_config
 from attnbench.experiment.layout import RunFolder
 from attnbench.experiment.plan import Run
 from attnbench.model.segmenter import build_model
-from attnbench.train.loop import build_optimizer, segmentation_loss, train
+from attnbench.train.loop import build_optimizer, train
+from attnbench.train.loss import segmentation_loss
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = os.environ.get("ATTNBENCH_BENCH_HEAD", "ema")

@@ -85,6 +85,35 @@ def test_dry_run_says_how_the_runs_would_be_split(
     assert not (tiny.parent / "results").exists()
 
 
+AUTO = jobs.auto_jobs  # the real rule: conftest makes every other test train in one process
+
+
+@pytest.mark.parametrize(
+    ("cores", "extra", "split"),
+    [(2, [], "--jobs 2: 4 run(s) to train in 2 processes of 1 thread(s) each"),
+     (16, [], "--jobs 4: 4 run(s) to train in 4 processes of 4 thread(s) each"),
+     (16, ["--set", "train.threads=8"], "--jobs 2: 4 run(s) to train in 2 processes of 8"),
+     (1, [], None),
+     (16, ["--heads", "base", "--set", "seeds=[0]"], None)],
+)  # fmt: skip
+def test_jobs_auto_is_the_default_and_uses_every_core_of_a_cpu(
+    tiny: Path,
+    cores: int,
+    extra: list[str],
+    split: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(jobs, "auto_jobs", AUTO)
+    monkeypatch.setattr(env, "usable_cores", lambda: cores)
+    assert main(["run", str(tiny), "--dry-run", *extra]) == 0
+    out = capsys.readouterr().out
+    if split is None:  # one core, or one run: trained in this process
+        assert "--jobs" not in out
+    else:
+        assert split in out
+
+
 @pytest.mark.slow
 def test_two_jobs_give_the_rows_of_one_with_split_threads(
     tiny: Path, capsys: pytest.CaptureFixture[str]

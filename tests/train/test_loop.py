@@ -15,14 +15,12 @@ import modules
 from attnbench.data.sampling import IterationBatches, SeededSamples, derive_seed, eval_loader
 from attnbench.distributed import DistInfo
 from attnbench.errors import UserError
+from attnbench.experiment.config import BackboneConfig, HeadConfig, ModelConfig
+from attnbench.model.segmenter import build_model
 from attnbench.train import checkpoint
 from attnbench.train.evaluate import evaluate, predict
-from attnbench.train.loop import (
-    build_optimizer,
-    build_scheduler,
-    segmentation_loss,
-    train_one_iteration,
-)
+from attnbench.train.loop import build_optimizer, build_scheduler, train_one_iteration
+from attnbench.train.loss import labels_at, segmentation_loss
 
 
 def _old_poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
@@ -173,6 +171,42 @@ def test_loss_ignores_255_and_weights_aux() -> None:
     keep = labels != 255
     manual = nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[keep], labels[keep])
     assert main == pytest.approx(manual)
+
+
+def test_labels_at_the_head_are_those_under_each_head_pixel_centre() -> None:
+    labels = torch.randint(0, 5, (2, 96, 96))
+    labels[0, :10] = 255
+    assert torch.equal(labels_at(labels, (24, 24)), labels[:, 2::4, 2::4])
+    assert labels_at(labels, (96, 96)) is labels
+    odd = labels_at(labels[:, :95, :94], (12, 12))  # not a whole stride: nearest-exact
+    assert odd.shape == (2, 12, 12) and odd.dtype == labels.dtype
+
+
+def test_loss_at_the_head_resolution_compares_head_logits_with_sampled_labels() -> None:
+    model_cfg = ModelConfig(
+        backbone=BackboneConfig(depth=18, width=8, stages=0),
+        head=HeadConfig(channels=8, concat_input=False, aux=True),
+    )
+    model = build_model(model_cfg, 3, "none")
+    images, labels = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    torch.manual_seed(0)
+    head = model(images, upsample=False)
+    assert head["out"].shape == head["aux"].shape == (2, 3, 8, 8)  # the stem's stride 4
+    loss = segmentation_loss(head, labels, 0.4)
+    sampled = labels[:, 2::4, 2::4]
+    out = nn.functional.cross_entropy(head["out"], sampled)
+    aux = nn.functional.cross_entropy(head["aux"], sampled)
+    assert float(loss.detach()) == pytest.approx(float((out + 0.4 * aux).detach()))
+    torch.manual_seed(0)
+    full = model(images)
+    assert full["out"].shape == (2, 3, 32, 32)
+    cfg = SimpleNamespace(train=SimpleNamespace(lr=0.1, momentum=0.9, weight_decay=0.0))
+    opt = build_optimizer(model, cfg)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    step = train_one_iteration(
+        model, opt, images, labels, lr=0.1, aux_weight=0.4, resolution="head"
+    )
+    assert float(step) == pytest.approx(float(loss.detach()))
 
 
 def test_one_iteration_sets_lr_and_skips_frozen_parameters() -> None:
