@@ -116,6 +116,8 @@ class TrainConfig:
     device: str = _in("auto", DEVICE)  # "auto" | "cpu" | "cuda" | "cuda:N"
     threads: int = _in(0, NON_NEGATIVE)  # 0: from the machine (env.machine_threads)
     sync_bn: bool = True  # distributed runs only
+    # Train up to this many seeds of a head as one batched model (train/batched.py); 0, 1: off.
+    seed_batch: int = _in(0, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
