@@ -108,10 +108,11 @@ def close_all() -> None:
 
 
 class Progress:
-    """One run's bar, below the experiment's when there is one."""
+    """One run's bar (or `runs` runs trained together), below the experiment's when there
+    is one."""
 
-    def __init__(self, label: str, total: int, start: int, show: bool) -> None:
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, start: int, show: bool, runs: int = 1) -> None:
+        self.label, self.total, self.runs = label, total, runs
         inside = _experiment is not None
         self.bar = tqdm(
             total=total,
@@ -141,7 +142,7 @@ class Progress:
         self.bar.update(step)
         self.bar.set_postfix(loss=loss, lr=f"{lr:.2e}", refresh=False)
         if _experiment is not None:
-            _experiment.step(step)
+            _experiment.step(step * self.runs)
         if self.lines and (done % self.every == 0 or done == self.total):
             rate = (done - self.start) / (time.perf_counter() - self.started)
             eta = (self.total - done) / rate if rate > 0 else math.nan

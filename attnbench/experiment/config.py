@@ -121,6 +121,8 @@ class TrainConfig:
     # Evaluation is at the input's resolution either way.
     loss_resolution: Literal["input", "head"] = "input"
     sync_bn: bool = True  # distributed runs only
+    # Train up to this many seeds of a head as one batched model (train/batched.py); 0, 1: off.
+    seed_batch: int = _in(0, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ EXECUTION_KEYS = frozenset(
         "data.num_workers",
         "train.device",
         "train.threads",
+        "train.seed_batch",
         "train.log_interval",
         "train.checkpoint_interval",
         "eval.batch_size",

@@ -31,10 +31,11 @@ import sys
 
 from .. import distributed
 from ..errors import UserError
+from ..experiment.layout import experiment_dir
 from ..experiment.overrides import add_override_option
 from ..experiment.prepare import Prepared, Request, describe_prepared, parse_indices, prepare
 from ..report import closing
-from . import jobs, session
+from . import jobs, session, sweep
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="train N runs at once, each in its own process with 1/N of the CPU cores; "
         "auto (the default): on a CPU one per core when two runs or more are left, else 1",
+    )
+    p.add_argument(
+        "--executor",
+        choices=sweep.EXECUTORS,
+        help="run the --jobs jobs through submitit: on SLURM, or its local/debug executors",
     )
     # A --jobs child's runs: their positions in the plan (the parent sets it).
     p.add_argument("--plan-indices", help=argparse.SUPPRESS)
@@ -72,6 +78,8 @@ def command(args: argparse.Namespace) -> int:
             print("\n" + jobs.describe_split(prepared.runs, count))
         return 0
     report = not args.no_report
+    if getattr(args, "executor", None):
+        return _run_in_jobs(prepared, report, args.executor)
     if count > 1:
         return _run_in_jobs(prepared, report)
     main = prepared.info.is_main
@@ -88,12 +96,18 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_in_jobs(prepared: Prepared, report: bool) -> int:
+def _run_in_jobs(prepared: Prepared, report: bool, executor: str | None = None) -> int:
     """Train in --jobs child processes, then write every part's tables and reports as the
     sequential path does (only the tables when a job failed or on Ctrl-C)."""
     failed: list[jobs.Job] = []
     try:
-        failed = session.train_in_jobs(prepared)
+        if executor:
+            folder = experiment_dir(prepared.cfg) / "submitit"
+            failed = sweep.submit_runs(prepared.request, prepared.runs, folder, executor)
+            for line in failed:
+                print(line, file=sys.stderr)
+        else:
+            failed = session.train_in_jobs(prepared)
     finally:
         written = [closing.write_tables(part) for part in prepared.parts]
     for part, tables in zip(prepared.parts, written, strict=True):

@@ -31,7 +31,7 @@ from .. import env, files, progress
 from ..experiment.layout import DONE, NEW
 from ..experiment.plan import Run
 from ..experiment.prepare import Prepared, Request
-from . import console
+from . import console, gpus
 
 POLL_S = 2.0  # how often the parent reads the run folders
 STOP_GRACE_S = 30.0  # how long an interrupted child may take to end before it is killed
@@ -134,6 +134,7 @@ def start(request: Request, runs: list[Run], log_dir: Path) -> list[Job]:
         f"each; their output: {log_dir}/job<k>.log"
     )
     started: list[Job] = []
+    visible = gpus.visible_gpus()  # each child sees one GPU, round robin
     for k, indices in enumerate(dealt, 1):
         log = log_dir / f"job{k}.log"
         with log.open("w") as out:
@@ -142,7 +143,7 @@ def start(request: Request, runs: list[Run], log_dir: Path) -> list[Job]:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=child_environment(threads),
+                env={**child_environment(threads), **gpus.gpu_of_job(k - 1, visible)},
                 start_new_session=True,  # Ctrl-C reaches the parent alone; it stops them
             )
         started.append(Job(k, [runs[i] for i in indices], log, process))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,9 +22,28 @@ from .loop import Diverged, TrainResult, log_event, train, validation_loader
 from .throughput import steady_throughput
 
 
+@dataclass
+class Started:
+    """A run set up to train: its model (on the device), its cost figures, its identity."""
+
+    model: nn.Module
+    figures: dict[str, Any]
+    base: dict[str, Any]
+
+
 def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Train (or resume) one run, evaluate it, and write its metrics.json."""
-    spec, num_classes = run.head, len(class_names)
+    started = start_run(run, train_set, len(class_names))
+    try:
+        result = train(run, started.model, train_set, val_set, len(class_names))
+    except Diverged as err:
+        return record_divergence(run, started, err)
+    return finish_run(run, started, result, val_set, class_names)
+
+
+def start_run(run: Run, train_set: Any, num_classes: int) -> Started:
+    """The run's files, its seeded model on the device, and its costs (before training)."""
+    spec = run.head
     if run.dist.is_main:
         _write_run_files(run)
     env.seed_everything(run.seed)
@@ -31,21 +51,28 @@ def run_one(run: Run, train_set: Any, val_set: Any, class_names: tuple[str, ...]
     model = build_model(run.cfg.model, num_classes, spec.module, spec.params, open_gate=open_gate)
     figures = measure_costs(run, model, train_set)
     model, sync_bn = _place(run, model)
-    base = _identity(run, sync_bn)
-    try:
-        result = train(run, model, train_set, val_set, num_classes)
-    except Diverged as err:
-        log_event(run, {"event": "diverged", "iteration": err.iteration, "loss": err.loss})
-        metrics = {
-            **base,
-            "status": "diverged",
-            "diverged_at": err.iteration,
-            "error": str(err),
-            **figures,
-        }
-        _write_metrics(run, metrics)
-        return metrics
+    return Started(model, figures, _identity(run, sync_bn))
 
+
+def record_divergence(run: Run, started: Started, err: Diverged) -> dict[str, Any]:
+    """The metrics.json of a run whose loss stopped being finite."""
+    log_event(run, {"event": "diverged", "iteration": err.iteration, "loss": err.loss})
+    metrics = {
+        **started.base,
+        "status": "diverged",
+        "diverged_at": err.iteration,
+        "error": str(err),
+        **started.figures,
+    }
+    _write_metrics(run, metrics)
+    return metrics
+
+
+def finish_run(
+    run: Run, started: Started, result: TrainResult, val_set: Any, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Score the trained model, run the sweeps, and write the run's metrics.json."""
+    model, figures, base = started.model, started.figures, started.base
     hashes = distributed.all_gather_object(checkpoint.state_hash(model.state_dict()))
     val_loader = validation_loader(run, val_set)
     final = score(run, model, val_loader, class_names)

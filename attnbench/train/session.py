@@ -19,6 +19,7 @@ from ..experiment.layout import DONE, experiment_dir
 from ..experiment.prepare import Part, Prepared
 from . import console, jobs
 from .run import run_one
+from .seed_batches import run_seed_batch, seed_batches
 
 
 @contextlib.contextmanager
@@ -60,12 +61,16 @@ def train_part(part: Part, info: DistInfo) -> None:
     with env.numerics(part.device, cfg.train.threads):
         iterations = len(todo) * cfg.train.iterations
         with progress.experiment(len(part.runs), len(done), iterations, show=show):
-            for p in todo:
-                run = dataclasses.replace(p, device=part.device, dist=info)
-                metrics = run_one(run, *data)
-                if show:
-                    progress.say(console.result_line(run.label, metrics))
-                progress.run_finished()
+            for group in seed_batches(todo, cfg.train.seed_batch, info):
+                runs = [dataclasses.replace(p, device=part.device, dist=info) for p in group]
+                if len(runs) == 1:
+                    recorded = [run_one(runs[0], *data)]
+                else:
+                    recorded = run_seed_batch(runs, *data)
+                for run, metrics in zip(runs, recorded, strict=True):
+                    if show:
+                        progress.say(console.result_line(run.label, metrics))
+                    progress.run_finished()
                 distributed.barrier()
 
 
