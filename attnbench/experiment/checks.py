@@ -58,7 +58,8 @@ def _check_probes(cfg: ExperimentConfig, where: str) -> None:
             probe_options(REGISTRY[name], options)
         except ValueError as err:
             option, problem = err.args
-            raise ConfigError(f"{where}: {key}{f'.{option}' if option else ''}: {problem}") from None
+            key += f".{option}" if option else ""
+            raise ConfigError(f"{where}: {key}: {problem}") from None
 
 
 def _check_ranges(cfg: ExperimentConfig, where: str) -> None:

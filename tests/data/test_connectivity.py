@@ -22,7 +22,8 @@ IMAGES = 120
 
 
 def _task(size: int = IMAGES, **options) -> ConnectivityTask:
-    return ConnectivityTask("train", size=size, image_size=96, options=ConnectivityOptions(**options))
+    options = ConnectivityOptions(**options)
+    return ConnectivityTask("train", size=size, image_size=96, options=options)
 
 
 def _dilate(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def test_moving_the_marker_swaps_the_classes_and_changes_nothing_near_a_scored_p
     task = _task(40, crossing=crossing, distractors=2)
     reach = int(np.floor(task.gap_px))
     for index in range(40):
-        image, label, (layout,) = task.sample(index)
+        _, _, (layout,) = task.sample(index)
         rng = np.random.default_rng(index)
         noise = rng.random((3, 96, 96), dtype=np.float32)
         one, lab_one = task.paint(layout, noise)
@@ -101,10 +102,11 @@ def test_the_marker_touches_its_target_and_no_other_curve() -> None:
         assert np.allclose(layout.curves[layout.marker][0], start, atol=g.paddle_px)
         marker = (np.abs(image - MARKER_COLOUR[:, None, None]) < 0.1).all(0)
         assert marker.any() and not (label[marker]).any()  # the marker is background
-        keep_off = stamp(start[None], 2 * (task.marker_px + g.clearance_px) - 2, 96)
+        # The marker's disk grown by two pixels: no other curve's stroke comes that close.
+        keep_off = _dilate(marker, 2)
         for n, curve in enumerate(layout.curves):
-            if n != layout.marker:
-                assert not stamp(curve, g.width_px, 96)[keep_off].any(), (index, n)
+            touches = stamp(curve, g.width_px, 96)[keep_off].any()
+            assert touches == (n == layout.marker), (index, n)
 
 
 def test_without_crossing_no_two_curves_share_a_pixel_and_knobs_take_effect() -> None:

@@ -97,7 +97,8 @@ def test_grid_probes_share_the_balanced_two_class_chance() -> None:
          r"data\.probe_options\.connectivity\.paddles: expected int, got 'many'"),
         ("data.probe_options.connectivity.paddles=0",
          r"data\.probe_options\.connectivity: need paddles >= 1"),
-        ("data.probe_options.pairing.grid=3", r"data\.probe_options\.pairing: pairing takes no options"),
+        ("data.probe_options.pairing.grid=3",
+         r"data\.probe_options\.pairing: pairing takes no options"),
     ],
 )  # fmt: skip
 def test_bad_probe_keys_are_one_line_errors_naming_the_key(

@@ -15,8 +15,12 @@ from . import connectivity, pairing, retrieval
 from .base import Probe, local_chance_iou, probe_options
 from .grid import ProbeTask
 
-REGISTRY: dict[str, Probe] = {p.name: p for p in (pairing.PROBE, retrieval.PROBE, connectivity.PROBE)}
+REGISTRY: dict[str, Probe] = {
+    p.name: p for p in (pairing.PROBE, retrieval.PROBE, connectivity.PROBE)
+}
 PROBES = tuple(REGISTRY)
 CLASS_NAMES = {name: probe.class_names for name, probe in REGISTRY.items()}
 
-__all__ = ["CLASS_NAMES", "PROBES", "REGISTRY", "Probe", "ProbeTask", "local_chance_iou", "probe_options"]
+__all__ = [
+    "CLASS_NAMES", "PROBES", "REGISTRY", "Probe", "ProbeTask", "local_chance_iou", "probe_options",
+]  # fmt: skip

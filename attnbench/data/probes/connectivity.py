@@ -59,10 +59,10 @@ class ConnectivityOptions:
     distractors: int = 1  # curves beside the two targets, left out of the labels
     crossing: bool = False  # whether curves may cross one another
     near: float = 0.18  # target pixels this close to a start are not scored (gap_px)
-    paddle: float = 0.04  # paddle length
-    gap: float = 0.02  # gap between paddles
+    paddle: float = 0.05  # paddle length
+    gap: float = 0.045  # gap between paddle centrelines (the stroke width closes part of it)
     turn: float = 40.0  # largest turn between paddles, degrees
-    width: float = 0.015  # stroke width
+    width: float = 0.035  # stroke width
     start_gap: float = 0.1  # distance between the two targets' starts
     marker: float = 0.025  # marker radius
 
@@ -114,7 +114,7 @@ class ConnectivityTask(RenderedImages):
         width = max(1.0, o.width * s)
         self.geometry = CurveGeometry(
             paddles=o.paddles, paddle_px=o.paddle * s, gap_px=o.gap * s,
-            turn=math.radians(o.turn), width_px=width, clearance_px=2 * width + 1,
+            turn=math.radians(o.turn), width_px=width, clearance_px=1.5 * width + 1,
             border_px=width + 1, size=image_size,
         )  # fmt: skip
         self.marker_px = o.marker * s

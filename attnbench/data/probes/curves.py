@@ -4,7 +4,8 @@ After the idea of Linsley et al.'s `snakes2` generator (the images of Pathfinder
 Long Range Arena): a curve is grown paddle by paddle, each paddle turning from the last
 by a random angle within `turn`, with a `gap` before it. Its geometry is continuous
 (pixel units, (y, x) with pixel centres at i + 0.5); each paddle is kept as points
-spaced at most half a pixel apart, which the checks and the rasterisation (`stamp`) use. Everything is drawn from the numpy generator given, so a
+spaced at most half a pixel apart, which the checks and the rasterisation
+(`stamp`) use. Everything is drawn from the numpy generator given, so a
 layout is fixed by the seed.
 """
 
