@@ -129,3 +129,17 @@ def test_scored_pixels_are_farther_than_gap_px_from_both_starts() -> None:
         for cy, cx in layout.starts:
             chebyshev = np.maximum(np.abs(ys + 0.5 - cy), np.abs(xs + 0.5 - cx))
             assert chebyshev.min() > task.gap_px + task.marker_px
+
+
+def test_the_task_goes_the_device_resident_path_like_the_other_generated_sets() -> None:
+    from attnbench.data.device_batches import device_copy, release_device_copy, resident_fits
+    from attnbench.data.transforms import SegTransform
+
+    flip = SegTransform(flip=True)
+    task = ConnectivityTask("train", size=6, image_size=32, transform=flip)
+    device = torch.device("cpu")
+    assert resident_fits(task, device)
+    images, labels = device_copy(task, flip, device)
+    assert images.shape == (6, 3, 32, 32) and labels.shape == (6, 32, 32)
+    assert torch.equal(labels[2].long(), task.raw_item(2)[1].long())
+    release_device_copy()
