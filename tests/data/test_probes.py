@@ -133,7 +133,13 @@ def test_local_chance_level_is_a_third_and_is_what_a_coin_flip_scores():
 
 @pytest.mark.parametrize(
     "experiment",
-    ["probes.yaml", "probes_gates.yaml", "probes_gpu.yaml", "probes_long.yaml", "connectivity.yaml"],
+    [
+        "probes.yaml",
+        "probes_gates.yaml",
+        "probes_gpu.yaml",
+        "probes_long.yaml",
+        "connectivity.yaml",
+    ],
 )
 def test_the_plain_head_of_each_shipped_probe_experiment_cannot_reach_another_cell(experiment):
     """The construction's premise, on the shipped settings: the `none` model's receptive
