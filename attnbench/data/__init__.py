@@ -69,9 +69,12 @@ def prepare(dataset: str, root: str, **options: Any) -> None:
 
 def dataset_info(cfg: Any) -> DatasetInfo:
     """Number of classes and their names for cfg.dataset (a DataConfig)."""
-    names = _module(cfg.dataset).CLASS_NAMES
     if cfg.dataset == "probe":
-        names = names[cfg.probe]  # each probe has its own classes
+        from .probes import REGISTRY
+
+        names = REGISTRY[cfg.probe].class_names  # each probe has its own classes
+    else:
+        names = _module(cfg.dataset).CLASS_NAMES
     return DatasetInfo(len(names), names)
 
 
@@ -111,7 +114,7 @@ def crop_hw(crop_size: int | tuple[int, ...]) -> tuple[int, int]:
 def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     """The `split` ("train" | "val") of cfg.dataset, augmented when `train`.
 
-    probe: a context probe (data/probes.py), sized and flipped like synthetic.
+    probe: a context probe (data/probes/, its registry's `build`), sized and flipped like synthetic.
     synthetic: train_size / val_size images of image_size pixels, keyed by data_seed;
     augmentation is a horizontal flip only (crop_size and scale_range do not apply:
     cropping would cut shapes out and change the true class of the others).
@@ -126,18 +129,13 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     if split not in ("train", "val"):
         raise UserError(f"split must be 'train' or 'val', got {split!r}")
     if dataset == "probe":
-        from .probes import ProbeTask
+        from .probes import REGISTRY
 
-        return ProbeTask(
+        return REGISTRY[cfg.probe].build(
+            cfg,
             split,
-            probe=cfg.probe,
-            size=cfg.train_size if split == "train" else cfg.val_size,
-            image_size=cfg.image_size,
-            grid=cfg.grid,
-            margin=cfg.margin,
-            kind_cue=cfg.kind_cue,
-            data_seed=cfg.data_seed,
-            transform=SegTransform(flip=True) if train else eval_transform(),
+            cfg.train_size if split == "train" else cfg.val_size,
+            SegTransform(flip=True) if train else eval_transform(),
         )
     if dataset == "synthetic":
         from .synthetic import SyntheticShapes

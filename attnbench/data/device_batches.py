@@ -18,8 +18,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from . import sampling
-from .probes import ProbeTask
-from .synthetic import SyntheticShapes
+from .rendered import RenderedImages
 from .transforms import SegTransform
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B, H, W)
@@ -29,8 +28,9 @@ RESIDENT_FRACTION = 0.25
 
 
 def resident_fits(dataset: object, device: torch.device) -> bool:
-    """Whether `dataset` can live on `device`: a generated set flipped only, small enough."""
-    if not isinstance(dataset, (SyntheticShapes, ProbeTask)):
+    """Whether `dataset` can live on `device`: a generated set (the synthetic task, a probe)
+    flipped only, small enough."""
+    if not isinstance(dataset, RenderedImages):
         return False
     t = dataset.transform
     if not isinstance(t, SegTransform) or t.scale_range is not None or t.crop_size is not None:
@@ -62,7 +62,7 @@ def release_device_copy() -> None:
 
 
 def device_copy(
-    dataset: SyntheticShapes | ProbeTask, transform: SegTransform, device: torch.device
+    dataset: RenderedImages, transform: SegTransform, device: torch.device
 ) -> Batch:
     """Every image of `dataset`, normalised, (N, 3, H, W), and its labels, uint8
     (N, H, W), on `device`; the same tensors as the last call's for the same images.
@@ -88,7 +88,7 @@ class ResidentBatches:
 
     def __init__(
         self,
-        dataset: SyntheticShapes | ProbeTask,
+        dataset: RenderedImages,
         batches: sampling.IterationBatches,
         seed: int,
         device: torch.device,

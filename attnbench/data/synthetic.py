@@ -87,7 +87,7 @@ _BOUND = (1.0, _SQUARE_HALF_SIDE * math.sqrt(2), _TRIANGLE_CIRCUM)
 
 def kind_class(kind: int, bit: int) -> int:
     """The class id of a shape of `kind` (index into KINDS) with the long-range bit:
-    paired 0 or alone 1 here; a probe's own bit (data/probes.py)."""
+    paired 0 or alone 1 here; a probe's own bit (data/probes/grid.py)."""
     return 1 + 2 * kind + bit
 
 
@@ -95,7 +95,7 @@ def kind_class(kind: int, bit: int) -> int:
 class Shape:
     """A shape placed in an image, and the class id painted under it."""
 
-    kind: int  # index into KINDS; -1: a probe's marker (data/probes.py), drawn as a disk
+    kind: int  # index into KINDS; -1: a probe's marker (data/probes/grid.py), drawn as a disk
     label: int
     cy: float
     cx: float

@@ -35,15 +35,32 @@ def validate(cfg: ExperimentConfig, where: str) -> None:
 
 
 def _check_probes(cfg: ExperimentConfig, where: str) -> None:
-    from ..data.probes import PROBES
+    """probes, data.probe and data.probe_options against the registry of probes."""
+    from ..data.probes import PROBES, REGISTRY, probe_options
 
     for probe in cfg.probes:
         if probe not in PROBES:
             raise ConfigError(
                 f"{where}: probes: expected some of {', '.join(PROBES)}, got {probe!r}"
             )
+    if cfg.data.probe not in PROBES:
+        raise ConfigError(
+            f"{where}: data.probe: expected one of {', '.join(PROBES)}, got {cfg.data.probe!r}"
+        )
     if cfg.probes and cfg.data.dataset != "probe":
         raise ConfigError(f"{where}: probes: a probe suite needs data.dataset: probe")
+    for name, options in cfg.data.probe_options.items():
+        key = f"data.probe_options.{name}"
+        if name not in PROBES:
+            raise ConfigError(f"{where}: {key}: expected a probe, one of {', '.join(PROBES)}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping of options, got {options!r}")
+        try:
+            probe_options(REGISTRY[name], options)
+        except ValueError as err:
+            option, problem = err.args
+            key += f".{option}" if option else ""
+            raise ConfigError(f"{where}: {key}: {problem}") from None
 
 
 def _check_ranges(cfg: ExperimentConfig, where: str) -> None:

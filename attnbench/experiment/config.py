@@ -52,7 +52,9 @@ def _in(default: Any, metadata: dict) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal[DATASETS] = "synthetic"
-    probe: Literal["pairing", "retrieval"] = "pairing"  # probe only (see data/probes.py)
+    probe: str = "pairing"  # probe only: a name in the registry (data/probes/__init__.py)
+    # probe only: each probe's own knobs, by probe name (e.g. connectivity: {paddles: 8})
+    probe_options: dict[str, Any] = field(default_factory=dict)
     grid: int = _in(2, GRID)  # probe only: cells per side
     margin: float = _in(0.25, MARGIN)  # probe only: empty border of a cell, a fraction of it
     root: str | None = None  # the folder `python -m attnbench data <dataset> --root` prepares

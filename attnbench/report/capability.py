@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.probes import local_chance_iou
+from ..data.probes import REGISTRY, local_chance_iou
 from ..errors import UserError
 from . import solve
 from .stats import load_curves, load_runs
@@ -39,14 +39,17 @@ NAN = float("nan")
 
 
 def probe_chance(probe: str) -> float:
-    """The long-range mIoU (%) a network without context can expect on this probe."""
-    del probe  # every probe's long-range classes come in balanced pairs
-    return 100 * local_chance_iou()
+    """The long-range mIoU (%) a network without context can expect on this probe: its
+    registry entry's (data/probes/); a probe the registry does not know, two balanced
+    classes' (base.local_chance_iou)."""
+    return 100 * (REGISTRY[probe].chance if probe in REGISTRY else local_chance_iou())
 
 
 def suite_probes(suite_dir: Path) -> list[str]:
-    """The probes of a suite folder: its sub-folders that hold a runs.csv."""
-    return sorted(p.parent.name for p in Path(suite_dir).glob("*/runs.csv"))
+    """The probes of a suite folder, its sub-folders that hold a runs.csv: in the
+    registry's order, then any it does not know, by name."""
+    found = {p.parent.name for p in Path(suite_dir).glob("*/runs.csv")}
+    return [p for p in REGISTRY if p in found] + sorted(found - set(REGISTRY))
 
 
 def _values(runs: pd.DataFrame, metric: str, setting: str = "") -> dict[tuple[str, int], float]:

@@ -1,4 +1,5 @@
-"""Context probes: determinism, balance, geometry, and why a local network is at chance."""
+"""The grid probes (pairing, retrieval): determinism, balance, geometry, and why a local
+network is at chance."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from attnbench.data.probes import (
+from attnbench.data.probes import local_chance_iou
+from attnbench.data.probes.grid import (
     CLASS_NAMES,
     LONG_RANGE_CLASSES,
     MARKER_COLOURS,
     PROBES,
     ProbeTask,
     alone_balancing_empty,
-    local_chance_iou,
 )
 
 IMAGES = 600  # enough for the balance checks below to be tight
@@ -130,7 +131,16 @@ def test_local_chance_level_is_a_third_and_is_what_a_coin_flip_scores():
     assert len(CLASS_NAMES["pairing"]) == 7
 
 
-@pytest.mark.parametrize("experiment", ["probes.yaml", "probes_gates.yaml", "probes_gpu.yaml"])
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        "probes.yaml",
+        "probes_gates.yaml",
+        "probes_gpu.yaml",
+        "probes_long.yaml",
+        "connectivity.yaml",
+    ],
+)
 def test_the_plain_head_of_each_shipped_probe_experiment_cannot_reach_another_cell(experiment):
     """The construction's premise, on the shipped settings: the `none` model's receptive
     field (the support of its centre pixel's input gradient) is narrower than the gap

@@ -46,11 +46,14 @@ def test_an_experiment_without_probes_is_its_own_single_part(suite_file: Path) -
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("probes=[counting]", r"probes: expected some of pairing, retrieval, got 'counting'"),
+        (
+            "probes=[counting]",
+            r"probes: expected some of pairing, retrieval, connectivity, got 'counting'",
+        ),
         ("data.dataset=synthetic", r"probes: a probe suite needs data\.dataset: probe"),
         ("heads.1.gate=ajar", r"heads\.1\.gate: expected one of paper, open, got 'ajar'"),
         ("model.backbone.stages=5", r"model\.backbone\.stages: expected one of 0, 1, 2, 3, 4"),
-        ("data.probe=counting", r"data\.probe: expected one of pairing, retrieval"),
+        ("data.probe=counting", r"data\.probe: expected one of pairing, retrieval, connectivity"),
         ("data.margin=0.5", r"data\.margin: expected 0 <= margin < 0\.5"),
     ],
 )

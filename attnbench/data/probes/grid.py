@@ -1,4 +1,4 @@
-"""Context probes: segmentation tasks on which a local network is at chance by construction.
+"""The grid probes' renderer (pairing.py, retrieval.py): items in independent cells.
 
 The image is a grid of `grid` x `grid` cells. Each cell holds at most one item (a shape,
 or in `retrieval` the marker) drawn independently of every other cell, inside the
@@ -8,8 +8,8 @@ A network whose receptive field reaches less than `gap_px` from a pixel sees, ar
 any pixel of a shape, only that shape's own cell. The long-range half of the class
 (below) depends only on the *other* cells, which are independent of the own cell,
 so no such network can do better than guessing it: its expected IoU on the
-long-range classes is that of a guess (`chance_long_range_iou`, about 33: a shape
-labelled with the right kind and a coin flip for the rest scores 1/3 per class).
+long-range classes is that of a guess (base.local_chance_iou, 1/3: a shape labelled
+with the right kind and a coin flip for the rest scores 1/3 per class).
 
 Probes (the kind of every shape is local: its hue under kind_cue="colour", its outline
 under kind_cue="shape"):
@@ -44,12 +44,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .rendered import RenderedImages
-from .synthetic import (
+from ..rendered import RenderedImages
+from ..synthetic import (
     _BOUND,
     KIND_COLOUR_JITTER,
     KIND_COLOURS,
@@ -61,10 +62,12 @@ from .synthetic import (
     kind_class,
 )
 
-PROBES = ("pairing", "retrieval")
+# The long-range bit of each grid probe, in class order: a class is kind x bit.
+BITS = {"pairing": ("paired", "alone"), "retrieval": ("black", "white")}
+PROBES = tuple(BITS)
 CLASS_NAMES = {
-    "pairing": ("background", *(f"{k}_{s}" for k in KINDS for s in ("paired", "alone"))),
-    "retrieval": ("background", *(f"{k}_{s}" for k in KINDS for s in ("black", "white"))),
+    probe: ("background", *(f"{k}_{b}" for k in KINDS for b in bits))
+    for probe, bits in BITS.items()
 }
 # Every class but background: its long-range half can only be read from other cells.
 LONG_RANGE_CLASSES = tuple(range(1, 1 + 2 * len(KINDS)))
@@ -228,19 +231,26 @@ class ProbeTask(RenderedImages):
         label[mask] = item.label
 
 
-def local_chance_iou(steps: int = 10_000) -> float:
-    """The best expected IoU, averaged over a kind's two long-range classes, without context.
-
-    Two classes of equal mass, P and A pixels: a predictor that cannot see the bit can
-    only call a shape's pixels the first class with some probability p. Then
-    IoU_1 = pP / (P + pA) = p / (1 + p) and IoU_2 = (1 - p) / (2 - p); their mean peaks
-    at p = 1/2, at 1/3. Always answering one class scores 1/4.
-    """
-    p = np.linspace(0.0, 1.0, steps + 1)
-    return float(np.max((p / (1 + p) + (1 - p) / (2 - p)) / 2))
-
-
 def _background_colour(rng: np.random.Generator, kind_cue: str) -> np.ndarray:
     """A plain grey, level 0.35-0.65: at least 0.6 from both markers and 0.43 from every
     kind's hue with its jitter, so every item stands out from it by its colour alone."""
     return np.full(3, rng.uniform(0.35, 0.65))
+
+
+def grid_builder(probe: str) -> Callable[[Any, str, int, Any], ProbeTask]:
+    """The registry's `build` of a grid probe: its task from the data config's grid keys."""
+
+    def build(data: Any, split: str, size: int, transform: Any) -> ProbeTask:
+        return ProbeTask(
+            split,
+            probe=probe,
+            size=size,
+            image_size=data.image_size,
+            grid=data.grid,
+            margin=data.margin,
+            kind_cue=data.kind_cue,
+            data_seed=data.data_seed,
+            transform=transform,
+        )
+
+    return build
