@@ -72,6 +72,11 @@ def _check_ranges(cfg: ExperimentConfig, where: str) -> None:
     low, high = cfg.data.scale_range
     if not 0 < low <= high:
         raise ConfigError(f"{where}: data.scale_range: expected 0 < low <= high, got {low}, {high}")
+    if cfg.train.seed_batch > 1 and cfg.train.loss_resolution != "input":
+        raise ConfigError(
+            f"{where}: train.loss_resolution: the seed-batched path (train.seed_batch) takes "
+            f"the loss at the input's resolution only, got {cfg.train.loss_resolution!r}"
+        )
     if len(cfg.data.crop_size) not in (1, 2):
         raise ConfigError(f"{where}: data.crop_size: expected a size or [height, width]")
 

@@ -27,6 +27,7 @@ from ..progress import Progress
 from . import checkpoint, loop
 from .batched import SeedBatch, SeedRng, batched_kernels, seeded_rng_state
 from .loop import Diverged, TrainResult, TrainState
+from .loss import segmentation_loss
 
 
 @dataclasses.dataclass
@@ -119,7 +120,9 @@ def _step(
     """One SGD step of every seed (loop.train_one_iteration, S times at once); its lr."""
     run = seats[0].run
     t = run.cfg.train
-    lr = loop.poly_lr(t.lr, seats[0].state.iteration, t.iterations, t.poly_power)
+    # The poly schedule in closed form; the per-run path's PolynomialLR gives the same
+    # rates to float rounding.
+    lr = t.lr * (1 - seats[0].state.iteration / t.iterations) ** t.poly_power
     for group in optimizer.param_groups:
         group["lr"] = lr
     if batch.noise_order is None:
@@ -130,7 +133,7 @@ def _step(
         outputs = batch.forward(images, noise, t.amp)  # each (S, B, K, H, W)
         with autocast(images.device, t.amp):
             losses = [
-                loop.segmentation_loss({k: v[s] for k, v in outputs.items()}, labels[s], aux_weight)
+                segmentation_loss({k: v[s] for k, v in outputs.items()}, labels[s], aux_weight)
                 for s in range(len(seats))
             ]
         optimizer.zero_grad(set_to_none=True)
