@@ -12,7 +12,7 @@ self CPU time, by op and input shape), which says where a head's extra time goes
 
     pytest tests/benchmarks/test_probe_step_bench.py --benchmark-only -s
     ATTNBENCH_BENCH_PROFILE=1 pytest tests/benchmarks/test_probe_step_bench.py --benchmark-only -s
-    ATTNBENCH_BENCH_HEADS=none,danet ATTNBENCH_BENCH_SET=train.loss_resolution=input ...
+    ATTNBENCH_BENCH_HEADS=none,danet ATTNBENCH_BENCH_SET=train.loss_resolution=head ...
 
 ATTNBENCH_BENCH_SET takes `key=value` overrides separated by ";" (e.g. the full-resolution
 loss, for the paired comparison in docs/performance.md). Whole-process figures (the
