@@ -210,7 +210,8 @@ class EMAUnit(nn.Module):
             self.bn.weight.fill_(1.0)
 
     def gates(self) -> tuple[nn.Parameter, ...]:
-        """bn.weight, the output BN's gamma: SPEC.md starts it at 0 (the official code at 1)."""
+        """bn.weight, the output BN's gamma: started at 0 here (docs/modules.md), at 1 in
+        the official code."""
         return (self.bn.weight,)
 
     def macs(self, height: int, width: int) -> int:

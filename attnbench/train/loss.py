@@ -1,5 +1,5 @@
 """The training loss: cross-entropy with ignore index 255 on the main output, plus
-`aux_weight` times the same on the auxiliary one (SPEC.md, "Reference training recipe").
+`aux_weight` times the same on the auxiliary one (docs/modules.md, the recipes).
 
 Each output is compared with the labels at its own resolution: the input's when the
 logits were upsampled to it (train.loss_resolution: input), the head's when they were

@@ -1,4 +1,4 @@
-"""CCNet criss-cross attention against a float64 per-position reference written from SPEC.md."""
+"""CCNet criss-cross attention against a float64 per-position reference written from the paper."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DANet dual attention against a float64 matrix-algebra reference written from SPEC.md."""
+"""DANet dual attention against a float64 matrix-algebra reference written from the paper."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pool: the global-pooling control, against a float64 reference of SPEC.md's formula."""
+"""pool: the global-pooling control, against a float64 reference of its formula."""
 
 from __future__ import annotations
 

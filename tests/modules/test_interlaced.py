@@ -1,4 +1,4 @@
-"""ISA against a float64 reference that loops over groups and blocks, written from SPEC.md.
+"""ISA against a float64 reference that loops over groups and blocks, written from the paper.
 
 The reference pads the map itself, computes the pointwise layers on the whole
 padded map (1x1 convs and BN act per position, so BN statistics in training
