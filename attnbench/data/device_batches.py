@@ -61,9 +61,7 @@ def release_device_copy() -> None:
         torch.cuda.empty_cache()
 
 
-def device_copy(
-    dataset: RenderedImages, transform: SegTransform, device: torch.device
-) -> Batch:
+def device_copy(dataset: RenderedImages, transform: SegTransform, device: torch.device) -> Batch:
     """Every image of `dataset`, normalised, (N, 3, H, W), and its labels, uint8
     (N, H, W), on `device`; the same tensors as the last call's for the same images.
     Read them, never write into them."""

@@ -30,7 +30,7 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
     prefix = Path(os.path.relpath(exp_dir.resolve(), readme_dir.resolve())).as_posix()
     body = [
         _relink(f"##{line}" if line.startswith("#") else line, prefix)
-        for line in summary.read_text().split("\n")
+        for line in _headline(summary.read_text()).split("\n")
     ]
     lines = [START, "", "\n".join(body).strip(), ""]
     # A summary that shows its own figures (a probe suite's) needs none added.
@@ -43,6 +43,16 @@ def results_block(exp_dir: Path, readme_dir: Path) -> str:
         lines += [f"![{figure.stem}]({rel.as_posix()})", ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _headline(summary: str) -> str:
+    """A capability summary without its per-head and per-seed tables (a link to them
+    instead): the README shows what each module buys and the figures."""
+    start, figures = summary.find("## Per head"), summary.find("\n![")
+    if start < 0 or figures < start:
+        return summary
+    link = "Per head (tests, intervals, verdicts) and per seed: [summary.md](summary.md).\n"
+    return summary[:start] + link + summary[figures:]
 
 
 def _relink(line: str, prefix: str) -> str:

@@ -72,6 +72,8 @@ def test_newer_heads_agree_with_the_issue(dataset):
         for backbone, expected in zip(("R-50-D8", "R-101-D8"), figures, strict=True):
             mine = rows[(rows["head"] == head) & (rows["backbone"] == backbone)]["mIoU"]
             assert list(mine) == ([] if expected is None else [expected]), (head, backbone)
+
+
 # The PSANet figures as issue 24 lists them (mmseg's configs/psanet/README.md), an
 # independent copy: (dataset, backbone) -> single-scale mIoU.
 ISSUE_PSA = {

@@ -44,3 +44,20 @@ def test_missing_pieces_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["readme", "--readme", str(readme), "--experiment", str(exp)]) == 2
     assert "attention_maps_1.png: missing figure" in capsys.readouterr().err
     assert readme.read_text() == f"{START}\n{END}\n"
+
+
+def test_a_capability_summary_shows_its_module_table_and_links_the_rest(tmp_path: Path) -> None:
+    exp = tmp_path / "results" / "probes"
+    exp.mkdir(parents=True)
+    (exp / "summary.md").write_text(
+        "# Capability table\n\n## What each module buys\n\n| probe | module |\n|---|---|\n"
+        "| pairing | `isa` |\n\n## Per head\n\n| head seeds |\n\n## Per seed\n\n| seed 0 |\n\n"
+        "Notes.\n\n![seeds](seeds.png)\n"
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{START}\n{END}\n")
+    assert update_readme(readme, exp)
+    text = readme.read_text()
+    assert "| pairing | `isa` |" in text and "![seeds](results/probes/seeds.png)" in text
+    assert "Per head" not in text.split("[summary.md]")[1] and "| seed 0 |" not in text
+    assert "[summary.md](results/probes/summary.md)" in text

@@ -62,6 +62,7 @@ def _assert_same_run(batched: Path, alone: Path) -> None:
         torch.testing.assert_close(
             momentum_b[i]["momentum_buffer"], state["momentum_buffer"], rtol=1e-4, atol=1e-5
         )
+
     # The rate each path stored after its last step is its schedule's business (a resumed
     # run rebuilds it from the iteration: loop.build_scheduler); the rest must agree.
     def settings(groups: list[dict]) -> list[dict]:
