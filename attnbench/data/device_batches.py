@@ -4,8 +4,9 @@ Two ways, one result: this rank's batch of each iteration as `sampling.train_loa
 gives it (same images, same flips), on `device`, channels_last when asked.
 
 - `ResidentBatches`: the synthetic task, whose training images are all rendered in
-  memory, is copied to the device once; each batch is then a gather and a flip on the
-  device. The flips are the ones SegTransform draws: one torch.rand(()) < 0.5 per
+  memory, is copied to the device once, normalised; each batch is then a gather and a
+  flip on the device. On a CPU too: the loader's per-image transform and collate cost
+  about a fifth of a probe step there. The flips are the ones SegTransform draws: one torch.rand(()) < 0.5 per
   sample, from the generator seeded with (seed, iteration, slot) (see sampling.py).
 - `prefetched`: any loader; pinned CPU batches are copied on a side CUDA stream one
   batch ahead, so the copy of batch i + 1 overlaps the step on batch i.
@@ -25,6 +26,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B, H, 
 
 # Share of the device's free memory the resident copy may take.
 RESIDENT_FRACTION = 0.25
+# The most a copy may take in host memory when the device is the CPU. The probes' sets
+# (4096 images of 96 px, 490 MB) fit; probes_gpu.yaml's 256 px set (3.5 GB) goes through
+# the loader, since the copy would sit beside the render cache in every --jobs process.
+RESIDENT_CPU_BYTES = 1 << 30
 
 
 def resident_fits(dataset: object, device: torch.device) -> bool:
@@ -43,7 +48,7 @@ def resident_fits(dataset: object, device: torch.device) -> bool:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return size <= RESIDENT_FRACTION * free
-    return True
+    return size <= RESIDENT_CPU_BYTES
 
 
 # The last data set copied to a device, kept for the process's next run. A `--jobs` child
@@ -162,6 +167,7 @@ def prefetched(
 
 
 __all__ = [
+    "RESIDENT_CPU_BYTES",
     "RESIDENT_FRACTION",
     "ResidentBatches",
     "device_copy",

@@ -242,13 +242,14 @@ def device_batches(
     run: Run, train_set: Dataset, start: int, *, resident: bool | None = None
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's slice of the batches of iterations start, ..., iterations - 1, on the
-    device. resident None: the data set lives on a GPU when it can (device_batches.py)."""
+    device. resident None: the data set lives on the device (a GPU, or the CPU's own
+    memory) when it can (device_batches.py); the batches are the same either way."""
     t = run.cfg.train
     batches = sampling.IterationBatches(
         len(train_set), t.batch_size, run.seed, start, t.iterations, run.dist
     )
     if resident is None:
-        resident = run.device.type == "cuda" and resident_fits(train_set, run.device)
+        resident = resident_fits(train_set, run.device)
     if resident:
         try:
             return ResidentBatches(train_set, batches, run.seed, run.device, run.channels_last)

@@ -335,3 +335,31 @@ def test_a_device_copy_without_room_falls_back_to_the_same_batches(monkeypatch, 
     assert len(streamed) == len(resident) == 3
     for (images, labels), (r_images, r_labels) in zip(streamed, resident, strict=True):
         assert torch.equal(images, r_images) and torch.equal(labels, r_labels)
+
+
+def test_on_a_cpu_a_small_generated_set_is_held_in_memory_and_a_large_one_streamed(
+    monkeypatch,
+) -> None:
+    from attnbench.data import device_batches as held
+    from attnbench.data.probes import ProbeTask
+    from attnbench.data.transforms import SegTransform
+    from attnbench.train import loop
+
+    dataset = ProbeTask("train", size=8, image_size=16, transform=SegTransform(flip=True))
+    cfg = SimpleNamespace(
+        train=SimpleNamespace(batch_size=2, iterations=4), data=SimpleNamespace(num_workers=0)
+    )
+    run = SimpleNamespace(
+        cfg=cfg, seed=3, dist=DistInfo(), device=torch.device("cpu"), channels_last=False
+    )
+    chosen = loop.device_batches(run, dataset, 0)
+    assert isinstance(chosen, held.ResidentBatches)
+    held.release_device_copy()
+    # 8 images of 16 px with their labels take 8 * 16 * 16 * 13 bytes: one byte short.
+    monkeypatch.setattr(held, "RESIDENT_CPU_BYTES", 8 * 16 * 16 * 13 - 1)
+    streamed = loop.device_batches(run, dataset, 0)
+    assert not isinstance(streamed, held.ResidentBatches)
+    pairs = list(zip(streamed, chosen, strict=True))
+    assert len(pairs) == 4
+    for (images, labels), (r_images, r_labels) in pairs:
+        assert torch.equal(images, r_images) and torch.equal(labels, r_labels)
