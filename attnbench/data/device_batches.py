@@ -6,8 +6,9 @@ gives it (same images, same flips), on `device`, channels_last when asked.
 - `ResidentBatches`: the synthetic task, whose training images are all rendered in
   memory, is copied to the device once, normalised; each batch is then a gather and a
   flip on the device. On a CPU too: the loader's per-image transform and collate cost
-  about a fifth of a probe step there. The flips are the ones SegTransform draws: one torch.rand(()) < 0.5 per
-  sample, from the generator seeded with (seed, iteration, slot) (see sampling.py).
+  about a fifth of a probe step there. The flips are the ones SegTransform draws: one
+  torch.rand(()) < 0.5 per sample, from the generator seeded with (seed, iteration,
+  slot) (see sampling.py).
 - `prefetched`: any loader; pinned CPU batches are copied on a side CUDA stream one
   batch ahead, so the copy of batch i + 1 overlaps the step on batch i.
 """
