@@ -45,15 +45,23 @@ def test_items_are_deterministic_by_seed_and_split() -> None:
     assert label.shape == (96, 96) and set(np.unique(label.numpy())) <= {0, 1, 2, IGNORE}
 
 
-@pytest.mark.parametrize("crossing", [False, True])
+# The shipped setting, with crossings, and the wide strokes of connectivity_wide.yaml.
+SWAPPED = [
+    {"crossing": False},
+    {"crossing": True},
+    {"crossing": False, "width": 0.06, "start_gap": 0.15},
+]
+
+
+@pytest.mark.parametrize("options", SWAPPED, ids=["apart", "crossing", "wide"])
 def test_moving_the_marker_swaps_the_classes_and_changes_nothing_near_a_scored_pixel(
-    crossing: bool,
+    options: dict,
 ) -> None:
     """The at-chance argument, on generated data: the same layout with the marker on the
     other target is equally likely; it changes no pixel within gap_px of a scored pixel,
     keeps the scored pixels and swaps their classes. So whatever a network sees within
     gap_px of a scored pixel, connected and unconnected are equally likely there."""
-    task = _task(40, crossing=crossing, distractors=2)
+    task = _task(40, distractors=2, **options)
     reach = int(np.floor(task.gap_px))
     for index in range(40):
         _, _, (layout,) = task.sample(index)
