@@ -59,10 +59,12 @@ class DynamicConvolution(nn.Module):
         self.norm = nn.BatchNorm2d(inner)
         self.fusion = _cbr(inner, inner) if fusion else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, reduced: torch.Tensor | None = None) -> torch.Tensor:
+        """`reduced`: cbr_in's conv of x, (B, Ci, H, W), when the caller computed it."""
         k = self.size
         filters = self.generate(F.adaptive_avg_pool2d(x, k))  # (B, Ci, k, k)
-        reduced = self.reduce(x)  # (B, Ci, H, W)
+        conv, norm, relu = self.reduce
+        reduced = relu(norm(conv(x) if reduced is None else reduced))  # (B, Ci, H, W)
         b, ci, h, w = reduced.shape
         before, after = k // 2, (k - 1) // 2  # an even k pads one more at the top and left
         padded = F.pad(reduced, (before, after, before, after))
@@ -106,7 +108,12 @@ class DynamicFilters(nn.Module):
         self.bottleneck = _cbr(channels + len(self.filter_sizes) * inner, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bottleneck(torch.cat([x, *(branch(x) for branch in self.branches)], dim=1))
+        # Every branch's cbr_in conv in one 1x1 conv with the weights stacked: the same
+        # function and MACs, but x is read once and its gradient comes from one product.
+        weight = torch.cat([branch.reduce[0].weight for branch in self.branches])
+        reduced = F.conv2d(x, weight).split(self.inner, dim=1)  # L x (B, Ci, H, W)
+        outs = [branch(x, r) for branch, r in zip(self.branches, reduced, strict=True)]
+        return self.bottleneck(torch.cat([x, *outs], dim=1))  # (B, C, H, W)
 
     def open_gate(self) -> None:
         """No zero-initialised gate: nothing to open."""
