@@ -67,7 +67,10 @@ class GlobalContext(nn.Module):
         nn.init.zeros_(self.out_conv.bias)
 
     def _pooling(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.mask(x).flatten(1), dim=-1)  # (B, N)
+        # The mask conv (C -> 1, 1x1) as an einsum over channels: the same function, and
+        # on a CPU about twice as fast forward and backward as a one-channel convolution.
+        logits = torch.einsum("c,bcn->bn", self.mask.weight.view(-1), x.flatten(2))
+        return torch.softmax(logits, dim=-1)  # (B, N)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]

@@ -43,6 +43,7 @@ The softmaxes, BN and ReLU are lower order and not counted.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ObjectContext"]
@@ -78,18 +79,28 @@ class ObjectContext(nn.Module):
         self.out = _conv_bn_relu(co, channels)
         self.fuse = _conv_bn_relu(2 * channels, channels)
 
-    def _soft_regions(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.region_head(x).flatten(2), dim=-1)  # (B, K, N)
+    def _regions_and_queries(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft regions (B, K, N) and queries (B, N, Co). The region head and the queries'
+        first conv both read x: one 1x1 conv with their weights stacked (the query conv
+        has no bias) computes both, so x is read once and its gradient is one product."""
+        conv, norm, relu = self.query[0]
+        weight = torch.cat([self.region_head.weight, conv.weight])  # (K + Co, C, 1, 1)
+        bias = torch.cat(
+            [self.region_head.bias, self.region_head.bias.new_zeros(conv.out_channels)]
+        )
+        logits, first = F.conv2d(x, weight, bias).split([self.regions, conv.out_channels], dim=1)
+        regions = torch.softmax(logits.flatten(2), dim=-1)  # (B, K, N)
+        queries = self.query[1](relu(norm(first))).flatten(2).transpose(1, 2)  # (B, N, Co)
+        return regions, queries
 
     def _relation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Soft regions (B, K, N), the relation (B, N, K) and the region values (B, K, Co)."""
         b, c = x.shape[:2]
-        regions = self._soft_regions(x)  # (B, K, N)
+        regions, queries = self._regions_and_queries(x)  # (B, K, N), (B, N, Co)
         # (B, C, K, 1): the K region representations as a K x 1 map for the 1x1 convs.
         features = (x.reshape(b, c, -1) @ regions.transpose(1, 2)).unsqueeze(-1)
         keys = self.key(features).flatten(2)  # (B, Co, K)
         values = self.value(features).flatten(2).transpose(1, 2)  # (B, K, Co)
-        queries = self.query(x).flatten(2).transpose(1, 2)  # (B, N, Co)
         relation = torch.softmax((queries @ keys) * self.key_channels**-0.5, dim=-1)  # (B, N, K)
         return regions, relation, values
 
