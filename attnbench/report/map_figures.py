@@ -39,7 +39,7 @@ FIGURE_GLOB = "attention_maps_*.png"  # attention_maps_1.png, ... one per image
 
 
 # What stands in a map's place for a module without one (a module not named: "no map").
-NO_MAP = {"none": "no map (identity)", "pool": "no map (one pooled vector for every pixel)"}
+NO_MAP = {"none": "no map (identity)", "pool": "no map (one vector\nfor every pixel)"}
 
 
 @dataclass

@@ -228,7 +228,7 @@ def test_attention_map_figure_has_class_legend_and_colour_bar():
     assert "map weight / the map's largest weight" in labels
     titles = {ax.get_title() for ax in fig.axes}
     assert {"nonlocal: attention", "none: no map (identity)", "label"} <= titles
-    assert "pool: no map (one pooled vector for every pixel)" in titles  # not "identity"
+    assert "pool: no map (one vector\nfor every pixel)" in titles  # not "identity"
     shown = next(ax for ax in fig.axes if ax.get_title() == "nonlocal: attention")
     assert shown.images[0].get_array().max() == pytest.approx(1.0)  # divided by its peak
     assert min(t.get_fontsize() for t in (ax.title for ax in fig.axes if ax.get_title())) >= 10
