@@ -33,12 +33,19 @@ def reference_folder(exp_dir: Path) -> Path | None:
     """results/<name>/ of the record beside `exp_dir` (runs/<name>/), or None when there is
     none or `exp_dir` is the record itself."""
     exp_dir = Path(exp_dir)
+    suite = _is_suite(exp_dir)
     for root in (Path(RECORD), REPO_ROOT / RECORD):
         candidate = root / exp_dir.name
         is_other = candidate.is_dir() and candidate.resolve() != exp_dir.resolve()
-        if is_other and summary_frame(candidate) is not None:
+        # Like with like: a suite's probe folder (results/connectivity/connectivity/) shares
+        # its name with the suite (results/connectivity/) but not its table.
+        if is_other and _is_suite(candidate) == suite and summary_frame(candidate) is not None:
             return candidate
     return None
+
+
+def _is_suite(exp_dir: Path) -> bool:
+    return (exp_dir / "capability_modules.csv").is_file()
 
 
 def summary_frame(exp_dir: Path) -> pd.DataFrame | None:

@@ -49,6 +49,23 @@ def test_reference_md_is_written_beside_the_record_only(tmp_path, monkeypatch) -
     assert write_beside_reference(tmp_path / "runs" / "other") is None
 
 
+def test_a_probe_folder_is_not_compared_with_the_suite_of_the_same_name(tmp_path, monkeypatch):
+    """`report runs/connectivity/connectivity` (one probe of a suite) met the record's
+    suite folder results/connectivity/, whose table shares no naming column with it."""
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "results" / "connectivity"
+    suite.mkdir(parents=True)
+    pd.DataFrame([("connectivity", "none", "never")], columns=["probe", "module", "can"]).to_csv(
+        suite / "capability_modules.csv", index=False
+    )
+    probe = tmp_path / "runs" / "connectivity" / "connectivity"
+    probe.mkdir(parents=True)
+    columns = ["experiment", "head", "module", "seed", "setting", "metric", "class_name", "value"]
+    row = ("connectivity/connectivity", "none", "none", 0, "", "mIoU", "", 40.0)
+    pd.DataFrame([row], columns=columns).to_csv(probe / "runs.csv", index=False)
+    assert write_beside_reference(probe) is None
+
+
 def test_user_runs_default_to_the_git_ignored_runs_folder() -> None:
     from attnbench.cost.profile import PAPER_OUT, QUICK_OUT
     from attnbench.env import REPO_ROOT
