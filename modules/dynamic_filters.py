@@ -28,7 +28,9 @@ its own 3x3 project conv, which mmseg's DMHead does not have).
 
 MACs for one sample, N = H * W, summed over the filter sizes k:
     k^2 * C * Ci + N * C * Ci       the filter generator and cbr_in
-    + N * Ci * k^2                  the dynamic depthwise convolution
+    + N * Ci * k^2                  the dynamic depthwise convolution, for k > 1
+                                    (at k = 1 a per-channel scale, computed and
+                                    counted as an elementwise product)
     (+ N * Ci * Ci)                 cbr_fus, when fusion
 plus 9 * N * (C + L * Ci) * C for the 3x3 bottleneck. Pools, BN and ReLU are not
 counted.
@@ -48,6 +50,21 @@ def _cbr(cin: int, cout: int, kernel_size: int = 1) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU())
 
 
+def _depthwise(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    """x (B, Ci, H, W) convolved with its own image's filters (B, Ci, k, k), per channel."""
+    b, ci, h, w = x.shape
+    k = filters.shape[-1]
+    if k == 1:  # a per-channel scale: as a product it skips the grouped conv's setup
+        return x * filters  # (B, Ci, H, W)
+    before, after = k // 2, (k - 1) // 2  # an even k pads one more at the top and left
+    padded = F.pad(x, (before, after, before, after)).reshape(1, b * ci, h + k - 1, w + k - 1)
+    if k >= 5:  # oneDNN's depthwise kernel is faster channels-last at the larger sizes
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    # Every (image, channel) pair is one group: each image convolves with its own filters.
+    out = F.conv2d(padded, filters.reshape(-1, 1, k, k), groups=b * ci)
+    return out.reshape(b, ci, h, w)
+
+
 class DynamicConvolution(nn.Module):
     """One DCM: (B, C, H, W) -> (B, Ci, H, W) with k x k filters generated per image."""
 
@@ -65,13 +82,7 @@ class DynamicConvolution(nn.Module):
         filters = self.generate(F.adaptive_avg_pool2d(x, k))  # (B, Ci, k, k)
         conv, norm, relu = self.reduce
         reduced = relu(norm(conv(x) if reduced is None else reduced))  # (B, Ci, H, W)
-        b, ci, h, w = reduced.shape
-        before, after = k // 2, (k - 1) // 2  # an even k pads one more at the top and left
-        padded = F.pad(reduced, (before, after, before, after))
-        # Every (image, channel) pair is one group: each image convolves with its own filters.
-        out = F.conv2d(padded.reshape(1, b * ci, *padded.shape[2:]), filters.reshape(-1, 1, k, k),
-                       groups=b * ci)  # fmt: skip
-        out = F.relu(self.norm(out.view(b, ci, h, w)))
+        out = F.relu(self.norm(_depthwise(reduced, filters)))  # (B, Ci, H, W)
         return out if self.fusion is None else self.fusion(out)
 
 
@@ -125,7 +136,7 @@ class DynamicFilters(nn.Module):
         n, c, ci = height * width, self.channels, self.inner
         total = 9 * n * (c + len(self.filter_sizes) * ci) * c
         for k in self.filter_sizes:
-            total += k * k * c * ci + n * c * ci + n * ci * k * k
+            total += k * k * c * ci + n * c * ci + (n * ci * k * k if k > 1 else 0)
             total += n * ci * ci if self.fusion else 0
         return total
 

@@ -19,7 +19,9 @@ import modules
 
 # The newer modules; the six's peers are checked (in float32) by the timed benchmark.
 SIX = {"nonlocal", "a2", "ccnet", "isa", "danet", "ema"}
-NAMES = sorted(set(PEERS) - SIX)
+# ham's gradient is the one-step gradient where mmseg's unrolls every NMF step, and in
+# training both sides draw random bases: test_peers_agree.py checks it on those terms.
+NAMES = sorted(set(PEERS) - SIX - {"ham"})
 
 
 def _step(forward, module: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor):
