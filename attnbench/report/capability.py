@@ -171,10 +171,13 @@ def module_rows(heads: pd.DataFrame) -> list[dict]:
         opened = group[group["gate"] == "open"]
         does = paper.iloc[0] if len(paper) else opened.iloc[0]
         can = opened.iloc[0] if len(opened) else does
+        # A suite that ran only the open gate says nothing of the paper gate.
+        ran = {"does": does["verdict"], "does_solved": f"{does['solved']}/{does['seeds']}"}
+        if not len(paper):
+            ran = {"does": "not run", "does_solved": "only the open gate ran"}
         rows.append({
             "probe": probe, "module": module, "can_head": can["head"], "does_head": does["head"],
-            "can": can["verdict"], "can_solved": f"{can['solved']}/{can['seeds']}",
-            "does": does["verdict"], "does_solved": f"{does['solved']}/{does['seeds']}",
+            "can": can["verdict"], "can_solved": f"{can['solved']}/{can['seeds']}", **ran,
             "gated": bool(len(opened)),
             **{c: does[c] for c in COST_COLUMNS},
         })  # fmt: skip

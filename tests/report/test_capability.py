@@ -83,6 +83,7 @@ def test_verdicts_count_seeds_and_tell_solved_from_closed_gates(tmp_path: Path) 
     assert by_module.loc["nonlocal", "can"] == "never"  # the open head answers "can it?"
     assert by_module.loc["nonlocal", "does"] == "gate closed"  # the paper gate "does it?"
     assert by_module.loc["ccnet", "can"] == "sometimes"
+    assert by_module.loc["ccnet", "does"] == "not run"  # only ccnet-open ran
 
 
 def test_the_report_puts_the_module_table_first_and_draws_both_figures(tmp_path: Path) -> None:
@@ -99,6 +100,7 @@ def test_the_report_puts_the_module_table_first_and_draws_both_figures(tmp_path:
     assert text.index("## What each module buys") < text.index("## Per head")
     assert text.index("## Per seed") < text.index("![seeds]")
     assert "- pairing: solved by pool." in text
+    assert "| `ccnet` | sometimes (3/8) | not run (only the open gate ran) |" in text
     assert pd.read_csv(tmp_path / "capability.csv").shape[0] == 2 * len(RUNS)
     seeds = pd.read_csv(tmp_path / "capability_seeds.csv")
     assert seeds.shape[0] == 2 * sum(len(r[0]) for r in RUNS.values())
