@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
+import modules
+
 from ..data.probes import REGISTRY, local_chance_iou
 from ..errors import UserError
 from . import solve
@@ -164,24 +166,36 @@ def _costs(costs: pd.DataFrame, probe: str, head: str) -> dict[str, float]:
 
 def module_rows(heads: pd.DataFrame) -> list[dict]:
     """Per (probe, module): can it (open gate, or the module's only head), does it under
-    this recipe (paper gate), and the costs of its paper-gate head."""
+    this recipe (paper gate), and the costs of its paper-gate head. A gated module whose
+    suite ran one gate only says "not run" for the other: nobody measured it."""
     rows = []
     for (probe, module), group in heads.groupby(["probe", "module"], sort=False):
         paper = group[group["gate"] == "paper"]
         opened = group[group["gate"] == "open"]
-        does = paper.iloc[0] if len(paper) else opened.iloc[0]
-        can = opened.iloc[0] if len(opened) else does
-        # A suite that ran only the open gate says nothing of the paper gate.
-        ran = {"does": does["verdict"], "does_solved": f"{does['solved']}/{does['seeds']}"}
-        if not len(paper):
-            ran = {"does": "not run", "does_solved": "only the open gate ran"}
+        gated = bool(len(opened)) or has_gate(module)
+        does = paper.iloc[0] if len(paper) else None
+        can = opened.iloc[0] if len(opened) else (None if gated else does)
+        costs = does if does is not None else can
         rows.append({
-            "probe": probe, "module": module, "can_head": can["head"], "does_head": does["head"],
-            "can": can["verdict"], "can_solved": f"{can['solved']}/{can['seeds']}", **ran,
-            "gated": bool(len(opened)),
-            **{c: does[c] for c in COST_COLUMNS},
+            "probe": probe, "module": module,
+            "can_head": _said(can)[0], "does_head": _said(does)[0],
+            "can": _said(can, "paper")[1], "can_solved": _said(can, "paper")[2],
+            "does": _said(does, "open")[1], "does_solved": _said(does, "open")[2],
+            "gated": gated, **{c: costs[c] for c in COST_COLUMNS},
         })  # fmt: skip
     return rows
+
+
+def _said(head: pd.Series | None, other: str = "") -> tuple[str, str, str]:
+    """(head name, verdict, k/n) of one gate's head, or what stands for a gate not run."""
+    if head is None:
+        return "", "not run", f"only the {other} gate ran"
+    return head["head"], head["verdict"], f"{head['solved']}/{head['seeds']}"
+
+
+def has_gate(module: str) -> bool:
+    """Whether the module has zero-initialised gates (built at its defaults)."""
+    return module in modules.available() and bool(modules.build(module, 64).gates())
 
 
 def capability_tables(suite_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -24,6 +24,7 @@ RUNS = {
     "danet": (LOW, 1.8, 0.0, 0, 0.004),
     "danet-open": (LOW, 1.7, 0.0, 1, 0.9),
     "ccnet-open": ([90.0, 30.0, 32.0, 75.0, 33.0, 60.0, 31.0, 29.0], 1.2, 22.0, 1, 1.2),
+    "a2": (LOW, 0.01, 31.0, 0, None),  # a gated module run with its paper gate only
 }
 
 
@@ -84,6 +85,9 @@ def test_verdicts_count_seeds_and_tell_solved_from_closed_gates(tmp_path: Path) 
     assert by_module.loc["nonlocal", "does"] == "gate closed"  # the paper gate "does it?"
     assert by_module.loc["ccnet", "can"] == "sometimes"
     assert by_module.loc["ccnet", "does"] == "not run"  # only ccnet-open ran
+    assert by_module.loc["a2", "can"] == "not run"  # only its paper gate ran
+    assert by_module.loc["a2", "does"] == "gate closed"
+    assert not by_module.loc["pool", "gated"]
 
 
 def test_the_report_puts_the_module_table_first_and_draws_both_figures(tmp_path: Path) -> None:
@@ -101,6 +105,8 @@ def test_the_report_puts_the_module_table_first_and_draws_both_figures(tmp_path:
     assert text.index("## Per seed") < text.index("![seeds]")
     assert "- pairing: solved by pool." in text
     assert "| `ccnet` | sometimes (3/8) | not run (only the open gate ran) |" in text
+    assert "| `a2` | not run (only the paper gate ran) | gate closed (0/8) |" in text
+    assert "| `pool` | solves (8/8; no gate) | the same run |" in text
     assert pd.read_csv(tmp_path / "capability.csv").shape[0] == 2 * len(RUNS)
     seeds = pd.read_csv(tmp_path / "capability_seeds.csv")
     assert seeds.shape[0] == 2 * sum(len(r[0]) for r in RUNS.values())
