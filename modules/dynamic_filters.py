@@ -58,7 +58,9 @@ def _depthwise(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
         return x * filters  # (B, Ci, H, W)
     before, after = k // 2, (k - 1) // 2  # an even k pads one more at the top and left
     padded = F.pad(x, (before, after, before, after)).reshape(1, b * ci, h + k - 1, w + k - 1)
-    if k >= 5:  # oneDNN's depthwise kernel is faster channels-last at the larger sizes
+    # oneDNN's depthwise backward is faster channels-last at the larger sizes, its forward
+    # alone slower: the layout is switched only when a backward will follow.
+    if k >= 5 and torch.is_grad_enabled() and (x.requires_grad or filters.requires_grad):
         padded = padded.contiguous(memory_format=torch.channels_last)
     # Every (image, channel) pair is one group: each image convolves with its own filters.
     out = F.conv2d(padded, filters.reshape(-1, 1, k, k), groups=b * ci)
