@@ -176,18 +176,20 @@ def module_rows(heads: pd.DataFrame) -> list[dict]:
         does = paper.iloc[0] if len(paper) else None
         can = opened.iloc[0] if len(opened) else (None if gated else does)
         costs = does if does is not None else can
+        can_head, can_verdict, can_solved = _said(can, "paper")
+        does_head, does_verdict, does_solved = _said(does, "open")
         rows.append({
-            "probe": probe, "module": module,
-            "can_head": _said(can)[0], "does_head": _said(does)[0],
-            "can": _said(can, "paper")[1], "can_solved": _said(can, "paper")[2],
-            "does": _said(does, "open")[1], "does_solved": _said(does, "open")[2],
+            "probe": probe, "module": module, "can_head": can_head, "does_head": does_head,
+            "can": can_verdict, "can_solved": can_solved,
+            "does": does_verdict, "does_solved": does_solved,
             "gated": gated, **{c: costs[c] for c in COST_COLUMNS},
         })  # fmt: skip
     return rows
 
 
-def _said(head: pd.Series | None, other: str = "") -> tuple[str, str, str]:
-    """(head name, verdict, k/n) of one gate's head, or what stands for a gate not run."""
+def _said(head: pd.Series | None, other: str) -> tuple[str, str, str]:
+    """(head name, verdict, k/n) of one gate's head, or, for a gate not run, what says so
+    (`other`: the gate that did run)."""
     if head is None:
         return "", "not run", f"only the {other} gate ran"
     return head["head"], head["verdict"], f"{head['solved']}/{head['seeds']}"
