@@ -45,15 +45,18 @@ def test_items_are_deterministic_by_seed_and_split() -> None:
     assert label.shape == (96, 96) and set(np.unique(label.numpy())) <= {0, 1, 2, IGNORE}
 
 
-# The shipped setting, with crossings, and the wide strokes of connectivity_wide.yaml.
+# The shipped setting, with crossings, the wide strokes of connectivity_wide.yaml, and
+# twin targets along the axes with one bend.
+TWINS = {"width": 0.06, "start_gap": 0.2, "axis": True, "bends": 1, "twins": True}
 SWAPPED = [
     {"crossing": False},
     {"crossing": True},
     {"crossing": False, "width": 0.06, "start_gap": 0.15},
+    TWINS,
 ]
 
 
-@pytest.mark.parametrize("options", SWAPPED, ids=["apart", "crossing", "wide"])
+@pytest.mark.parametrize("options", SWAPPED, ids=["apart", "crossing", "wide", "twins"])
 def test_moving_the_marker_swaps_the_classes_and_changes_nothing_near_a_scored_pixel(
     options: dict,
 ) -> None:
@@ -127,6 +130,41 @@ def test_without_crossing_no_two_curves_share_a_pixel_and_knobs_take_effect() ->
         assert strokes.sum(0).max() == 1
     ink = [sum(len(c) for c in t.sample(0)[2][0].curves) for t in (task, longer)]
     assert ink[1] > ink[0]
+
+
+def _paddle_directions(curve: np.ndarray, paddles: int) -> np.ndarray:
+    """(K, 2): each paddle's unit direction, from its first point to its last."""
+    ends = curve.reshape(paddles, -1, 2)[:, [0, -1]]  # (K, 2 points, 2)
+    along = ends[:, 1] - ends[:, 0]
+    return along / np.linalg.norm(along, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("bends", [0, 1, 2])
+def test_axis_curves_run_along_rows_and_columns_with_the_bends_asked(bends: int) -> None:
+    task = _task(20, paddles=6, **{**TWINS, "bends": bends})
+    for index in range(20):
+        _, _, (layout,) = task.sample(index)
+        for curve in layout.curves:
+            directions = _paddle_directions(curve, 6)
+            assert np.allclose(np.abs(directions).max(1), 1.0)  # one axis each
+            turns = np.abs((directions[1:] * directions[:-1]).sum(1)) < 1e-6  # right angles
+            assert turns.sum() == bends
+            assert np.allclose(np.abs((directions[1:] * directions[:-1]).sum(1))[~turns], 1)
+
+
+def test_twin_targets_are_one_shape_moved_from_start_to_start() -> None:
+    task = _task(20, **TWINS)
+    for index in range(20):
+        _, label, (layout,) = task.sample(index)
+        first, second = layout.curves[:2]
+        assert np.allclose(second - first, layout.starts[1] - layout.starts[0])
+        assert np.isin(label, (1, 2)).any()
+
+
+def test_bends_need_axis_curves() -> None:
+    assert "axis" in ConnectivityOptions(bends=1).problem()
+    assert "bends" in ConnectivityOptions(axis=True, paddles=3, bends=3).problem()
+    assert ConnectivityOptions(axis=True, bends=2).problem() is None
 
 
 def test_scored_pixels_are_farther_than_gap_px_from_both_starts() -> None:

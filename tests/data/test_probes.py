@@ -140,6 +140,7 @@ def test_local_chance_level_is_a_third_and_is_what_a_coin_flip_scores():
         "probes_long.yaml",
         "connectivity.yaml",
         "connectivity_wide.yaml",
+        "connectivity_axis.yaml",
     ],
 )
 def test_the_plain_head_of_each_shipped_probe_experiment_cannot_reach_another_cell(experiment):

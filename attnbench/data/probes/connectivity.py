@@ -42,7 +42,7 @@ import torch
 from ..rendered import RenderedImages
 from ..synthetic import SPLIT_STREAMS
 from .base import Probe, local_chance_iou, probe_options
-from .curves import TRIES_PER_CURVE, CurveGeometry, grow_curve, stamp
+from .curves import TRIES_PER_CURVE, CurveGeometry, grow_curve, hits, stamp
 
 CLASS_NAMES = ("background", "connected", "unconnected")
 LONG_RANGE_CLASSES = (1, 2)
@@ -65,6 +65,9 @@ class ConnectivityOptions:
     width: float = 0.035  # stroke width
     start_gap: float = 0.1  # distance between the two targets' starts
     marker: float = 0.025  # marker radius
+    axis: bool = False  # paddles run along rows and columns only
+    bends: int = 0  # with axis: right-angle turns per curve (`turn` is then unused)
+    twins: bool = False  # the second target is the first one's shape, moved to its start
 
     def problem(self) -> str | None:
         if self.paddles < 1 or self.distractors < 0:
@@ -73,6 +76,8 @@ class ConnectivityOptions:
             return "need 0 < near < 0.5 and positive paddle, width and marker"
         if self.gap < 0 or not 0 <= self.turn <= 180 or self.start_gap <= 2 * self.marker:
             return "need gap >= 0, 0 <= turn <= 180 and start_gap > 2 * marker"
+        if not 0 <= self.bends < self.paddles or (self.bends and not self.axis):
+            return f"need 0 <= bends < paddles, and axis: true for bends > 0; got {self.bends}"
         return None
 
 
@@ -115,7 +120,7 @@ class ConnectivityTask(RenderedImages):
         self.geometry = CurveGeometry(
             paddles=o.paddles, paddle_px=o.paddle * s, gap_px=o.gap * s,
             turn=math.radians(o.turn), width_px=width, clearance_px=1.5 * width + 1,
-            border_px=width + 1, size=image_size,
+            border_px=width + 1, size=image_size, bends=o.bends if o.axis else None,
         )  # fmt: skip
         self.marker_px = o.marker * s
         self._render_key = ("connectivity", split, image_size, o, noise, data_seed)
@@ -161,18 +166,50 @@ class ConnectivityTask(RenderedImages):
         disks = np.stack([stamp(starts[k : k + 1], 2 * disk, s) for k in range(2)])  # (2, H, W)
         for n in range(2 + o.distractors):
             blocked = strokes | disks[1 - n] if n < 2 else strokes | disks[0] | disks[1]
-            for _ in range(TRIES_PER_CURVE):
-                start = starts[n] if n < 2 else rng.uniform(g.border_px, s - g.border_px, 2)
-                heading = rng.uniform(0, 2 * math.pi)
-                curve = grow_curve(rng, g, start, heading, blocked)
-                if curve is not None:
-                    break
+            if n == 1 and o.twins:
+                curve = curves[0] + (starts[1] - starts[0])  # placed with the first
             else:
+                twin = (starts[1] - starts[0], disks[0]) if n == 0 and o.twins else None
+                curve = self._grow(rng, starts[n] if n < 2 else None, blocked, twin)
+            if curve is None:
                 return None, starts
             curves.append(curve)
             if not o.crossing:  # later curves keep clearance_px from this one
                 strokes |= stamp(curve, 2 * g.clearance_px, s)
         return curves, starts
+
+    def _grow(
+        self,
+        rng: np.random.Generator,
+        start: np.ndarray | None,
+        blocked: np.ndarray,
+        twin: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray | None:
+        """A curve from `start` (None: anywhere) off the `blocked` pixels, or None. With
+        `twin` (shift, its blocked pixels), only a curve whose copy moved by `shift` also
+        fits, keeping clear of the curve itself unless curves may cross."""
+        g, s = self.geometry, self.image_size
+        for _ in range(TRIES_PER_CURVE):
+            at = start if start is not None else rng.uniform(g.border_px, s - g.border_px, 2)
+            if self.options.axis:
+                heading = int(rng.integers(4)) * math.pi / 2
+            else:
+                heading = rng.uniform(0, 2 * math.pi)
+            curve = grow_curve(rng, g, at, heading, blocked)
+            if curve is not None and (twin is None or self._twin_fits(curve, *twin)):
+                return curve
+        return None
+
+    def _twin_fits(self, curve: np.ndarray, shift: np.ndarray, blocked: np.ndarray) -> bool:
+        """Whether `curve` moved by `shift` stays inside, off `blocked` and, unless curves
+        may cross, clear of `curve`. Both targets then have one shape."""
+        g = self.geometry
+        copy = curve + shift  # (P, 2)
+        if not ((copy >= g.border_px) & (copy <= g.size - g.border_px)).all():
+            return False
+        if not self.options.crossing:
+            blocked = blocked | stamp(curve, 2 * g.clearance_px, g.size)
+        return not hits(copy[None], blocked)[0]
 
     def paint(self, layout: Layout, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The image and the label of `layout`, with `noise` (3, H, W) uniform in [0, 1)."""

@@ -33,6 +33,7 @@ class CurveGeometry:
     clearance_px: float  # least distance kept between curves that may not touch
     border_px: float  # least distance of a curve to the image edge
     size: int  # image side
+    bends: int | None = None  # None: free turns within `turn`; k: k right-angle turns
 
     def walks(self, start: np.ndarray, headings: np.ndarray) -> np.ndarray:
         """The paddles of curves from `start` with paddle headings (B, K): (B, K, P, 2),
@@ -58,10 +59,14 @@ def grow_curve(
     WALKS random walks are drawn at once, each paddle turning from the last by up to
     `turn` either way; the first that stays `border_px` inside the image, off the
     `blocked` (H, W) pixels, and `clearance_px` from itself (paddles two or more apart)
-    is kept.
+    is kept. With `bends`, every paddle runs along a row or a column (from a heading that
+    is a multiple of 90 degrees) and exactly `bends` joints turn by a right angle.
     """
     k = geometry.paddles
-    turns = rng.uniform(-geometry.turn, geometry.turn, (WALKS, k))  # (B, K)
+    if geometry.bends is None:
+        turns = rng.uniform(-geometry.turn, geometry.turn, (WALKS, k))  # (B, K)
+    else:
+        turns = _right_angles(rng, geometry.bends, k)
     walks = geometry.walks(start, heading + np.cumsum(turns, axis=1))  # (B, K, P, 2)
     flat = walks.reshape(WALKS, -1, 2)  # (B, K * P, 2)
     low, high = geometry.border_px, geometry.size - geometry.border_px
@@ -70,6 +75,15 @@ def grow_curve(
     survivors = np.flatnonzero(ok)[:SELF_CHECKED]  # the costly check on a few only
     fits = survivors[_self_clear(walks[survivors], geometry.clearance_px)]
     return flat[fits[0]] if len(fits) else None
+
+
+def _right_angles(rng: np.random.Generator, bends: int, paddles: int) -> np.ndarray:
+    """(B, K) turns: `bends` of +-90 degrees at distinct joints between paddles, else 0."""
+    joints = rng.random((WALKS, paddles - 1)).argsort(1)[:, :bends] + 1  # (B, bends)
+    turns = np.zeros((WALKS, paddles))
+    signs = rng.choice((-1.0, 1.0), (WALKS, bends))
+    np.put_along_axis(turns, joints, signs * (math.pi / 2), axis=1)
+    return turns
 
 
 def _self_clear(walks: np.ndarray, distance: float) -> np.ndarray:
