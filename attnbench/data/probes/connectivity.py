@@ -26,6 +26,10 @@ in expectation, and its best long-range mIoU is base.local_chance_iou (1/3).
 
 Knobs (`data.probe_options.connectivity`): `paddles` (curve length), `distractors`,
 and `crossing` (whether curves may cross one another; a curve never crosses itself).
+`axis` lays every paddle along a row or a column, with `bends` right-angle turns per
+curve, and `twins` makes the second target the first one's shape moved to its own
+start, so that no content anywhere tells the two apart. The marker's target is still
+drawn by a fair coin after the layout, so the argument above holds for every setting.
 Sizes are fractions of the image side, so the task scales with `image_size`.
 """
 
@@ -61,7 +65,7 @@ class ConnectivityOptions:
     near: float = 0.18  # target pixels this close to a start are not scored (gap_px)
     paddle: float = 0.05  # paddle length
     gap: float = 0.045  # gap between paddle centrelines (the stroke width closes part of it)
-    turn: float = 40.0  # largest turn between paddles, degrees
+    turn: float = 40.0  # largest turn between paddles, degrees (unused with axis)
     width: float = 0.035  # stroke width
     start_gap: float = 0.1  # distance between the two targets' starts
     marker: float = 0.025  # marker radius
