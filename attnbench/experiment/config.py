@@ -206,15 +206,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def expand_probes(cfg: ExperimentConfig) -> list[ExperimentConfig]:
-    """The experiments of a probe suite, one per probe (named <name>/<probe>); else [cfg]."""
+    """The experiments of a probe suite, one per probe (named <name>/<probe>); else [cfg].
+    Each keeps only its own probe's options, so that a run's saved config, and with it
+    the check that a folder holds the same runs, does not change with another probe's knobs."""
     if not cfg.probes:
         return [cfg]
+    options = cfg.data.probe_options
     return [
         dataclasses.replace(
             cfg,
             name=f"{cfg.name}/{probe}",
             probes=(),
-            data=dataclasses.replace(cfg.data, probe=probe),
+            data=dataclasses.replace(
+                cfg.data,
+                probe=probe,
+                probe_options={probe: options[probe]} if probe in options else {},
+            ),
         )
         for probe in cfg.probes
     ]

@@ -4,6 +4,7 @@ sees less than gap_px around a scored pixel is at chance (checked on generated d
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -17,8 +18,12 @@ from attnbench.data.probes.connectivity import (
     ConnectivityTask,
 )
 from attnbench.data.probes.curves import stamp
+from attnbench.errors import UserError
 
 IMAGES = 120
+# sha256 of the first 3 training images and labels at connectivity.yaml's setting
+# (paddles 6), rendered by the code of 1c985d6, before the axis, bends and twins knobs.
+RECORD_DIGEST = "81a1d933ab297b5e2af6b2d02fa2246460bcfc46a1bd357b2959f7a5cc82c15e"
 
 
 def _task(size: int = IMAGES, **options) -> ConnectivityTask:
@@ -46,17 +51,18 @@ def test_items_are_deterministic_by_seed_and_split() -> None:
 
 
 # The shipped setting, with crossings, the wide strokes of connectivity_wide.yaml, and
-# twin targets along the axes with one bend.
-TWINS = {"width": 0.06, "start_gap": 0.2, "axis": True, "bends": 1, "twins": True}
+# twin targets along the axes (connectivity_axis.yaml), straight and with one bend.
+TWINS = {"paddles": 6, "width": 0.06, "start_gap": 0.2, "axis": True, "bends": 0, "twins": True}
 SWAPPED = [
     {"crossing": False},
     {"crossing": True},
     {"crossing": False, "width": 0.06, "start_gap": 0.15},
     TWINS,
+    {**TWINS, "bends": 1},
 ]
 
 
-@pytest.mark.parametrize("options", SWAPPED, ids=["apart", "crossing", "wide", "twins"])
+@pytest.mark.parametrize("options", SWAPPED, ids=["apart", "crossing", "wide", "twins", "bent"])
 def test_moving_the_marker_swaps_the_classes_and_changes_nothing_near_a_scored_pixel(
     options: dict,
 ) -> None:
@@ -104,8 +110,9 @@ def test_connected_and_unconnected_pixels_balance_and_a_coin_flip_scores_a_third
     assert REGISTRY["connectivity"].chance == local_chance_iou()
 
 
-def test_the_marker_touches_its_target_and_no_other_curve() -> None:
-    task = _task(60, distractors=3)
+@pytest.mark.parametrize("options", [{}, TWINS], ids=["free", "twins"])
+def test_the_marker_touches_its_target_and_no_other_curve(options: dict) -> None:
+    task = _task(60, distractors=3, **options)
     g = task.geometry
     for index in range(60):
         image, label, (layout,) = task.sample(index)
@@ -141,30 +148,54 @@ def _paddle_directions(curve: np.ndarray, paddles: int) -> np.ndarray:
 
 @pytest.mark.parametrize("bends", [0, 1, 2])
 def test_axis_curves_run_along_rows_and_columns_with_the_bends_asked(bends: int) -> None:
-    task = _task(20, paddles=6, **{**TWINS, "bends": bends})
+    task = _task(20, **{**TWINS, "bends": bends})
     for index in range(20):
         _, _, (layout,) = task.sample(index)
         for curve in layout.curves:
             directions = _paddle_directions(curve, 6)
-            assert np.allclose(np.abs(directions).max(1), 1.0)  # one axis each
-            turns = np.abs((directions[1:] * directions[:-1]).sum(1)) < 1e-6  # right angles
+            assert np.allclose(np.abs(directions).max(1), 1.0)  # on a row or a column
+            cosines = (directions[1:] * directions[:-1]).sum(1)  # (K - 1,) at each joint
+            turns = np.abs(cosines) < 1e-6
             assert turns.sum() == bends
-            assert np.allclose(np.abs((directions[1:] * directions[:-1]).sum(1))[~turns], 1)
+            assert np.allclose(cosines[~turns], 1.0)  # the other joints go straight on
 
 
-def test_twin_targets_are_one_shape_moved_from_start_to_start() -> None:
-    task = _task(20, **TWINS)
+@pytest.mark.parametrize("bends", [0, 1])
+def test_twin_targets_are_one_shape_moved_from_start_to_start_and_keep_apart(bends: int):
+    task = _task(20, **{**TWINS, "bends": bends})
+    g = task.geometry
     for index in range(20):
         _, label, (layout,) = task.sample(index)
         first, second = layout.curves[:2]
         assert np.allclose(second - first, layout.starts[1] - layout.starts[0])
+        # Without crossings the twins keep the clearance that any two curves keep.
+        gaps = np.linalg.norm(first[:, None] - second[None], axis=-1)  # (P, P)
+        assert gaps.min() >= g.clearance_px - 0.5, (index, gaps.min())
         assert np.isin(label, (1, 2)).any()
 
 
-def test_bends_need_axis_curves() -> None:
-    assert "axis" in ConnectivityOptions(bends=1).problem()
-    assert "bends" in ConnectivityOptions(axis=True, paddles=3, bends=3).problem()
-    assert ConnectivityOptions(axis=True, bends=2).problem() is None
+def test_the_default_curves_render_the_pixels_of_the_committed_records() -> None:
+    """The knobs added later draw nothing at their defaults: the digest of the first
+    images is that of the code the committed connectivity records were trained with."""
+    task = _task(3, paddles=6)
+    digest = hashlib.sha256()
+    for index in range(3):
+        image, label, _ = task.sample(index)
+        digest.update(image.tobytes())
+        digest.update(label.tobytes())
+    assert digest.hexdigest() == RECORD_DIGEST
+
+
+def test_a_layout_that_cannot_fit_is_a_user_error_naming_the_options() -> None:
+    task = _task(1, paddles=12, distractors=3, width=0.08, start_gap=0.3, twins=True, axis=True)
+    with pytest.raises(UserError, match=r"data\.probe_options\.connectivity: no layout"):
+        task.sample(0)
+
+
+def test_bends_need_axis_curves_and_fewer_bends_than_joints() -> None:
+    assert ConnectivityOptions(bends=1).problem() is not None
+    assert ConnectivityOptions(axis=True, paddles=3, bends=3).problem() is not None
+    assert ConnectivityOptions(axis=True, paddles=3, bends=2).problem() is None
 
 
 def test_scored_pixels_are_farther_than_gap_px_from_both_starts() -> None:

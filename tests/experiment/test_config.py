@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from attnbench.experiment.config import (
     ExperimentConfig,
     config_to_dict,
     dump_config,
+    expand_probes,
     load_config,
 )
 
@@ -184,9 +184,8 @@ def test_probes_and_ema_stages_share_one_recipe() -> None:
     """ema_stages is the EMA grid on the CPU pairing probe: the same task, model and training."""
     root = Path(__file__).resolve().parents[2] / "experiments"
     probes, stages = load_config(root / "probes.yaml"), load_config(root / "ema_stages.yaml")
-    assert "pairing" in probes.probes and stages.data.probe == "pairing"
-    # probes.yaml's options for its other probes do not touch pairing's images.
-    assert dataclasses.replace(probes.data, probe="pairing", probe_options={}) == stages.data
+    pairing = {part.data.probe: part for part in expand_probes(probes)}["pairing"]
+    assert pairing.data == stages.data
     assert probes.model == stages.model and probes.train == stages.train
     assert stages.eval.knockout and stages.eval.sweep_param == "eval_stages"
     assert all(h.gate == "open" for h in stages.heads)  # quick's closed gates measured nothing
@@ -196,8 +195,8 @@ def test_probes_and_ema_stages_share_one_recipe() -> None:
 def test_the_cpu_gate_ablation_shares_the_probe_recipe_and_pairs_every_gated_module() -> None:
     root = Path(__file__).resolve().parents[2] / "experiments"
     probes, gates = load_config(root / "probes.yaml"), load_config(root / "probes_gates.yaml")
-    assert gates.probes == ("pairing",) and "pairing" in probes.probes
-    assert gates.data == dataclasses.replace(probes.data, probe_options={})
+    pairing = {part.data.probe: part for part in expand_probes(probes)}["pairing"]
+    assert gates.probes == ("pairing",) and expand_probes(gates)[0].data == pairing.data
     assert gates.model == probes.model and gates.train == probes.train
     paper = {h.module for h in gates.heads if h.gate == "paper" and h.module != "none"}
     opened = {h.module for h in gates.heads if h.gate == "open"}

@@ -38,6 +38,18 @@ def test_a_suite_expands_into_one_experiment_per_probe(suite_file: Path) -> None
     assert cfg.heads[1].gate == "open" and cfg.model.backbone.stages == 0
 
 
+def test_each_part_keeps_only_its_own_probes_options(suite_file: Path) -> None:
+    """A run's saved config must not change with another probe's knobs: the pairing runs
+    of a suite stay the same runs when connectivity's options change."""
+    options = "data.probe_options={connectivity: {paddles: 6}}"
+    cfg = load_config(suite_file, ["probes=[pairing,connectivity]", options])
+    pairing, connectivity = expand_probes(cfg)
+    assert pairing.data.probe_options == {}
+    assert connectivity.data.probe_options == {"connectivity": {"paddles": 6}}
+    plain = expand_probes(load_config(suite_file, ["probes=[pairing,connectivity]"]))[0]
+    assert pairing == plain
+
+
 def test_an_experiment_without_probes_is_its_own_single_part(suite_file: Path) -> None:
     cfg = load_config(suite_file, ["probes=[]"])
     assert expand_probes(cfg) == [cfg]

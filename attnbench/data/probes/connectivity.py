@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...errors import UserError
 from ..rendered import RenderedImages
 from ..synthetic import SPLIT_STREAMS
 from .base import Probe, local_chance_iou, probe_options
@@ -154,7 +155,12 @@ class ConnectivityTask(RenderedImages):
                 background, ink = rng.uniform(0.1, 0.35), rng.uniform(0.7, 0.95)
                 marker = int(rng.integers(2))
                 return Layout(tuple(curves), starts, marker, background, ink)
-        raise RuntimeError(f"no layout of {self.options} fits in {self.image_size} px")
+        o = self.options
+        raise UserError(
+            f"data.probe_options.connectivity: no layout of {2 + o.distractors} curves of "
+            f"{o.paddles} paddles fits in {self.image_size} px ({LAYOUT_TRIES} tries); "
+            "use fewer paddles or distractors, or a larger image_size"
+        )
 
     def _curves(self, rng: np.random.Generator) -> tuple[list[np.ndarray] | None, np.ndarray]:
         """Both targets, then the distractors; None when one of them found no room."""
