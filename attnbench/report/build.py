@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..files import atomic_write_text
 from . import capability
 from .capability_text import build_capability_report
-from .context import probe_recipe, read_environment, read_experiment_config
+from .context import probe_recipe, read_experiment_config, suite_environment
 from .drawing import draw_figures
 from .results import read_results
 from .sections import render_report, render_summary_md
@@ -44,7 +44,7 @@ def build_suite_report(suite_dir: Path) -> list[Path]:
     probes = capability.suite_probes(suite_dir)
     if not probes:
         raise UserError(f"{suite_dir}: no runs.csv, nor <probe>/runs.csv below it")
-    env = read_environment(suite_dir / probes[0])
+    env = suite_environment(suite_dir, probes)
     config = read_experiment_config(suite_dir / probes[0])
     config = config if isinstance(config, dict) else {}
     context = [

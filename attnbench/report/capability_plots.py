@@ -35,7 +35,7 @@ def plot_seeds(seeds: pd.DataFrame, path: Path, caption: str = "") -> Path | Non
     heads = list(dict.fromkeys(seeds["head"]))
     colours = head_colours(heads)
     width = max(6.0, 0.55 * len(heads) + 2.5)
-    fig, axes = plt.subplots(len(probes), 1, figsize=(width, 3.6 * len(probes)), squeeze=False)
+    fig, axes = plt.subplots(len(probes), 1, figsize=(width, 4.0 * len(probes)), squeeze=False)
     rng = np.random.default_rng(0)  # the jitter only spreads equal points apart
     for ax, probe in zip(axes[:, 0], probes, strict=True):
         rows = seeds[seeds["probe"] == probe]
@@ -49,6 +49,8 @@ def plot_seeds(seeds: pd.DataFrame, path: Path, caption: str = "") -> Path | Non
         ax.set_ylabel("long-range mIoU (%)")
         ax.set_title(f"{probe}: every seed (filled: solved; x: module knocked out)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    # Room under each strip for its rotated head names before the next probe's title.
+    fig.subplots_adjust(hspace=0.6)
     add_caption(fig, caption)
     return save_figure(fig, path)
 

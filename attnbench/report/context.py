@@ -34,6 +34,17 @@ def read_environment(exp_dir: Path) -> dict[str, str]:
     return found
 
 
+def suite_environment(suite_dir: Path, probes: list[str]) -> dict[str, str]:
+    """read_environment over every probe folder of a suite: each key's distinct values, in
+    order (a suite's probes may have been recorded by different commits or machines)."""
+    envs = [read_environment(Path(suite_dir) / probe) for probe in probes]
+    found = {"env_files": str(sum(int(e["env_files"]) for e in envs))}
+    for key in ("device", "torch", "threads", "git_commit"):
+        values = [v for e in envs for v in e[key].split(" / ") if v != "not recorded"]
+        found[key] = " / ".join(dict.fromkeys(values)) or "not recorded"
+    return found
+
+
 def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     """({head: memory_kind}, distinct MAC-count image sizes) from runs.csv's text rows."""
     kinds = text[text["metric"] == "memory_kind"]

@@ -270,3 +270,18 @@ def test_summary_md_is_written_before_any_figure_is_drawn(tmp_path: Path, monkey
         build_report(target, maps=False)
     assert (target / "summary.md").read_text().startswith("# Summary")
     assert not (target / "report.md").exists()
+
+
+def test_a_suites_context_names_the_commits_of_every_probe(tmp_path: Path) -> None:
+    """Probes of one suite recorded at different commits: the suite's context line
+    names both, in the registry's order of the probes."""
+    from attnbench.report.context import suite_environment
+
+    for probe, commit in (("pairing", "a" * 40), ("connectivity", "b" * 40)):
+        run = tmp_path / probe / "runs" / "none" / "seed0"
+        run.mkdir(parents=True)
+        env = {"device": "cpu", "torch": "2.13.0", "threads": 1, "git_commit": commit}
+        (run / "env.json").write_text(json.dumps(env))
+    env = suite_environment(tmp_path, ["pairing", "connectivity"])
+    assert env["git_commit"] == "aaaaaaaaaaaa / bbbbbbbbbbbb"
+    assert env["device"] == "cpu" and env["threads"] == "1" and env["env_files"] == "2"
