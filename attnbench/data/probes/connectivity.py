@@ -177,7 +177,8 @@ class ConnectivityTask(RenderedImages):
         for n in range(2 + o.distractors):
             blocked = strokes | disks[1 - n] if n < 2 else strokes | disks[0] | disks[1]
             if n == 1 and o.twins:
-                curve = curves[0] + (starts[1] - starts[0])  # placed with the first
+                # _grow kept only a first target whose moved copy fits (_twin_fits).
+                curve = curves[0] + (starts[1] - starts[0])
             else:
                 twin = (starts[1] - starts[0], disks[0]) if n == 0 and o.twins else None
                 curve = self._grow(rng, starts[n] if n < 2 else None, blocked, twin)
