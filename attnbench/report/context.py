@@ -14,9 +14,11 @@ from ..files import read_json
 from ..measure.head_costs import memory_meaning
 
 
-def read_environment(exp_dir: Path) -> dict[str, str]:
-    """device, torch, threads, git_commit: the distinct values in runs/*/seed*/env.json."""
-    envs = [e for run in run_folders(exp_dir) if isinstance(e := read_json(run.env), dict)]
+def read_environment(*exp_dirs: Path) -> dict[str, str]:
+    """device, torch, threads, git_commit: the distinct values in runs/*/seed*/env.json of
+    every folder given, in order."""
+    runs = [run for exp_dir in exp_dirs for run in run_folders(exp_dir)]
+    envs = [e for run in runs if isinstance(e := read_json(run.env), dict)]
     found = {"env_files": str(len(envs))}
     for key in ("device", "torch", "threads", "git_commit"):
         values = []
@@ -35,14 +37,9 @@ def read_environment(exp_dir: Path) -> dict[str, str]:
 
 
 def suite_environment(suite_dir: Path, probes: list[str]) -> dict[str, str]:
-    """read_environment over every probe folder of a suite: each key's distinct values, in
-    order (a suite's probes may have been recorded by different commits or machines)."""
-    envs = [read_environment(Path(suite_dir) / probe) for probe in probes]
-    found = {"env_files": str(sum(int(e["env_files"]) for e in envs))}
-    for key in ("device", "torch", "threads", "git_commit"):
-        values = [v for e in envs for v in e[key].split(" / ") if v != "not recorded"]
-        found[key] = " / ".join(dict.fromkeys(values)) or "not recorded"
-    return found
+    """read_environment over every probe folder of a suite (a suite's probes may have been
+    recorded by different commits or machines)."""
+    return read_environment(*(Path(suite_dir) / probe for probe in probes))
 
 
 def cost_context(text: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
